@@ -1,0 +1,153 @@
+"""Command line of the reference deployment: ``python -m reference {train,serve,smoke,run}``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+
+from reference.errors import HarnessError
+
+EXIT_USER_ERROR = 2
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from reference.train import train_all
+
+    for result in train_all(force=args.force, data_dir=args.agaricus_dir):
+        m = result.manifest
+        state = "trained" if result.trained else "up to date"
+        print(f"{result.model}: {state}; held-out accuracy {m['heldout']['accuracy']:.4f} "
+              f"on {m['heldout']['rows']} rows; artifact sha256 {m['artifact']['sha256'][:12]}")
+    return 0
+
+
+def _server_from(args: argparse.Namespace):
+    from reference.server import ReferenceServer
+
+    if args.free_ports:
+        ports = "free"
+    elif args.http_port or args.grpc_port or args.metrics_port:
+        ports = {"http_port": args.http_port, "grpc_port": args.grpc_port,
+                 "metrics_port": args.metrics_port}
+    else:
+        ports = "settings"
+    overrides = {}
+    if args.parallel_workers is not None:
+        overrides["parallel_workers"] = args.parallel_workers
+    return ReferenceServer(ports=ports, overrides=overrides, startup_timeout=args.startup_timeout)
+
+
+def _print_endpoints(server) -> None:
+    e = server.endpoints
+    print(f"MLServer is serving {', '.join(f'{m.name}:{m.version}' for m in server.models)}")
+    print(f"  REST    {e.rest_url}   (e.g. {e.rest_url}/v2/models/mnist-svm/versions/v0.1.0/infer)")
+    print(f"  gRPC    {e.grpc_target}")
+    print(f"  metrics {e.metrics_url}")
+    print(f"  log     {server.log_path}", flush=True)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with _server_from(args) as server:
+        _print_endpoints(server)
+        print("Ctrl-C or SIGTERM stops it.", flush=True)
+        try:
+            while not stop.is_set() and server.running:
+                stop.wait(0.5)
+        except KeyboardInterrupt:
+            pass
+        if not server.running:
+            print(f"MLServer exited by itself; see {server.log_path}", file=sys.stderr)
+            return 1
+    print("stopped.")
+    return 0
+
+
+def _report_smoke(results) -> int:
+    for r in results:
+        print(f"{'ok  ' if r.ok else 'FAIL'} {r.model}: {r.detail}")
+    return 0 if all(r.ok for r in results) else 1
+
+
+def _cmd_smoke(args: argparse.Namespace) -> int:
+    from reference.smoke import run_smoke
+
+    return _report_smoke(run_smoke(args.url, args.agaricus_dir))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from reference.smoke import run_smoke
+
+    _cmd_train(argparse.Namespace(force=False, agaricus_dir=args.agaricus_dir))
+    with _server_from(args) as server:
+        _print_endpoints(server)
+        code = _report_smoke(run_smoke(server.endpoints.rest_url, args.agaricus_dir))
+    print("stopped the deployment.")
+    return code
+
+
+def _add_server_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--free-ports", action="store_true",
+                   help="pick free ports instead of those in settings.json")
+    p.add_argument("--http-port", type=int)
+    p.add_argument("--grpc-port", type=int)
+    p.add_argument("--metrics-port", type=int)
+    p.add_argument("--parallel-workers", type=int, help="override settings.json")
+    p.add_argument("--startup-timeout", type=float, default=120.0, metavar="SECONDS")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m reference", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    data_help = "folder holding agaricus.txt.train/.test (default: $AGARICUS_DIR, cache, download)"
+
+    p = sub.add_parser("train", help="train both models (no work when up to date)")
+    p.add_argument("--force", action="store_true", help="retrain even when up to date")
+    p.add_argument("--agaricus-dir", help=data_help)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("serve", help="serve models/ on loopback until Ctrl-C")
+    _add_server_options(p)
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("smoke", help="send the seed's two requests to a running deployment")
+    p.add_argument("--url", default=None, help="REST base URL (default: the port in settings.json)")
+    p.add_argument("--agaricus-dir", help=data_help)
+    p.set_defaults(func=_cmd_smoke)
+
+    p = sub.add_parser("run", help="train, serve, smoke, stop")
+    _add_server_options(p)
+    p.add_argument("--agaricus-dir", help=data_help)
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def _default_url() -> str:
+    from reference.config import load_server_settings
+    from reference.paths import SETTINGS_FILE
+
+    settings = load_server_settings(SETTINGS_FILE)
+    return f"http://127.0.0.1:{settings.get('http_port', 8080)}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from oip.errors import OipError
+
+    args = build_parser().parse_args(argv)
+    try:
+        if getattr(args, "url", "unset") is None:
+            args.url = _default_url()
+        return args.func(args)
+    except (HarnessError, OipError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
