@@ -84,7 +84,7 @@ def new_run(kind: str, *, root: Path = REPORTS_DIR, label: str = "") -> Run:
 
 
 def _point_latest(base: Path, run_id: str) -> None:
-    """``base/latest`` -> run_id, swapped atomically; plus ``LATEST`` (a text file) for tools without symlinks."""
+    """Point ``base/latest`` at ``run_id`` atomically; ``LATEST`` (text) is for tools without symlinks."""
     link = base / LATEST
     tmp = base / f".{LATEST}.{secrets.token_hex(4)}"
     os.symlink(run_id, tmp)
