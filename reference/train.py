@@ -60,8 +60,8 @@ def _fingerprint(model: str, data_sha256: str, versions: dict[str, str]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def read_manifest(spec: ModelSpec, models_dir: Path = MODELS_DIR) -> dict | None:
-    path = models_dir / spec.name / MANIFEST_NAME
+def read_manifest(spec: ModelSpec, models_dir: Path | None = None) -> dict | None:
+    path = (models_dir or MODELS_DIR) / spec.name / MANIFEST_NAME
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -98,8 +98,9 @@ def train_one(
     *,
     force: bool = False,
     data_dir: str | None = None,
-    models_dir: Path = MODELS_DIR,
+    models_dir: Path | None = None,
 ) -> TrainResult:
+    models_dir = models_dir or MODELS_DIR
     folder = models_dir / spec.name
     artifact = folder / spec.artifact
     versions = library_versions()
@@ -143,7 +144,7 @@ def train_one(
 
 
 def train_all(*, force: bool = False, data_dir: str | None = None,
-              models_dir: Path = MODELS_DIR) -> list[TrainResult]:
+              models_dir: Path | None = None) -> list[TrainResult]:
     return [
         train_one(spec, force=force, data_dir=data_dir, models_dir=models_dir)
         for spec in (MNIST_SVM, MUSHROOM_XGBOOST)
