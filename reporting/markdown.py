@@ -1,0 +1,131 @@
+"""``report.md``: the summary as tables a person reads in a minute, verdict first."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+LATENCY_COLUMNS = ("p50", "p90", "p95", "p99", "p99.9", "max")
+
+
+def ms(us: float | None) -> str:
+    """Microseconds as milliseconds with microsecond precision (``0.512``)."""
+    return "-" if us is None else f"{us / 1000:.3f}"
+
+
+def pct(x: float | None, digits: int = 2) -> str:
+    return "-" if x is None else f"{x * 100:.{digits}f}%"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return lines
+
+
+def _scope_name(scope: str) -> str:
+    return "**all**" if scope == "" else scope
+
+
+def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
+    run = summary.get("run", {})
+    server = run.get("server") or {}
+    lines = [
+        f"# {run.get('kind', 'run').capitalize()} report `{run.get('id', '?')}`",
+        "",
+        f"**Verdict: {summary.get('verdict', 'n/a')}**",
+        "",
+        f"- server: {server.get('name', '?')} {server.get('version', '?')} at {run.get('target', '?')}",
+        f"- harness revision: `{run.get('revision', '?')}`; scenario: {run.get('scenario', '?')}",
+        f"- measured {run.get('duration_s', 0):.1f} s from {run.get('started', '?')}"
+        f" (warm-up of {run.get('warmup_s', 0):.0f} s left out)",
+    ]
+    settings = run.get("settings") or {}
+    if settings:
+        shown = ", ".join(f"{k}={settings[k]}" for k in ("parallel_workers", "debug", "gzip_enabled")
+                          if k in settings)
+        lines.append(f"- server settings: {shown}")
+    for model in run.get("models") or []:
+        acc = model.get("heldout_accuracy")
+        lines.append(f"- model {model.get('name')} {model.get('version') or ''}"
+                     + (f" (held-out accuracy {acc:.4f}, artifact {model.get('artifact_sha256', '')[:12]})"
+                        if acc is not None else ""))
+    for warning in summary.get("warnings") or []:
+        lines += ["", f"> **Warning:** {warning}"]
+
+    lines += ["", "## Client-side latency (ms, HDR histogram, µs resolution)", ""]
+    rows = []
+    for scope, s in summary.get("scopes", {}).items():
+        lat = s.get("latency_us") or {}
+        errors = s.get("errors") or {}
+        rows.append([_scope_name(scope), s.get("requests", 0), sum(errors.values()) if errors else 0,
+                     pct(s.get("error_rate")), f"{s.get('throughput_rps') or 0:.1f}",
+                     *(ms(lat.get(c)) for c in LATENCY_COLUMNS)])
+    lines += _table(["scope", "requests", "errors", "error rate", "req/s", *LATENCY_COLUMNS], rows)
+    error_kinds = {(scope, kind): n for scope, s in summary.get("scopes", {}).items() if "/" in scope
+                   for kind, n in (s.get("errors") or {}).items()}
+    if error_kinds:
+        lines += ["", "Errors by kind:", ""]
+        lines += _table(["scope", "kind", "count"], [[s, k, n] for (s, k), n in error_kinds.items()])
+
+    server_side = summary.get("server_side") or {}
+    if server_side:
+        lines += ["", "## Server-side view (MLServer's Prometheus metrics, same window)", ""]
+        rows = [[m, v.get("requests"), v.get("failures"), ms(v.get("inference_mean_us")),
+                 ms(v.get("client_mean_us")), ms(v.get("overhead_us"))] for m, v in server_side.items()]
+        lines += _table(["model", "server requests", "server failures", "inference mean",
+                         "client mean", "overhead (protocol + queueing)"], rows)
+
+    slos = summary.get("slo") or []
+    if slos:
+        lines += ["", "## Thresholds", ""]
+        rows = [[f"`{r['slo']}`", r["scope"], _fmt_actual(r), "pass" if r["ok"] else "**FAIL**"]
+                for r in slos]
+        lines += _table(["SLO", "scope", "measured", "result"], rows)
+
+    comparison = summary.get("comparison")
+    if comparison:
+        lines += ["", f"## Against baseline `{comparison.get('baseline_run')}` "
+                      f"(tolerance {pct(comparison.get('tolerance'), 0)})", ""]
+        rows = [[r["scope"], r["metric"], _fmt_metric(r["metric"], r["baseline"]),
+                 _fmt_metric(r["metric"], r["current"]), _fmt_change(r), r["judgement"]]
+                for r in comparison.get("rows", [])]
+        lines += _table(["scope", "metric", "baseline", "current", "change", "judgement"], rows)
+
+    ab = summary.get("ab")
+    if ab:
+        lines += ["", "## A/B in one run (interleaved rounds, ratio B/A)", ""]
+        lines += [f"A: {ab.get('a_label')}; B: {ab.get('b_label')}; {ab.get('rounds')} rounds of "
+                  f"{ab.get('round_s')} s each", ""]
+        rows = [[m, f"{e['median']:.3f}", f"{e['low']:.3f} .. {e['high']:.3f}", e["verdict"]]
+                for m, e in ab.get("metrics", {}).items()]
+        lines += _table(["metric", "median ratio", "spread (min .. max)", "verdict"], rows)
+
+    if images:
+        lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]
+    schema = summary.get("schema", "?")
+    lines += ["", f"Raw data: `summary.json` (schema `{schema}`); Locust's own CSV and HTML beside it.", ""]
+    return "\n".join(lines)
+
+
+def _fmt_actual(result: Mapping[str, Any]) -> str:
+    return _fmt_metric(result["metric"], result["actual"])
+
+
+def _fmt_metric(metric: str, value: float | None) -> str:
+    if value is None:
+        return "not measured"
+    if metric == "error_rate":
+        return pct(value, 3)
+    if metric == "throughput":
+        return f"{value:.1f} req/s"
+    return f"{ms(value)} ms"
+
+
+def _fmt_change(row: Mapping[str, Any]) -> str:
+    change = row.get("change")
+    if change is None:
+        return "-"
+    if row["metric"] == "error_rate":
+        return f"{change * 100:+.3f} pt"
+    return f"{change * 100:+.1f}%"
