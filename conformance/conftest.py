@@ -1,0 +1,149 @@
+"""pytest wiring of the conformance suite: options, the target, parametrization, deviations.
+
+Options: ``--target-url`` (REST base URL; absent = start the reference deployment),
+``--grpc-target`` (host:port), ``--models`` (comma-separated; default: discovered),
+``--report-root`` (default ``reports/``), and hypothesis' ``--hypothesis-profile``
+(``dev`` by default, ``ci`` under tox, ``thorough`` nightly).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import settings
+
+from conformance import deviations, profiles
+from conformance.calls import TRANSPORTS, GrpcTransport, RestTransport, Transport
+from conformance.checks import RuleViolation
+from conformance.domains import datatypes_for
+from conformance.explore import DEVIATION_KEY, CheckOnce, Explore, explore, once
+from conformance.report import META_KEY, ReportPlugin
+from conformance.results import describe
+from conformance.rules import RULES, rule_of_test
+from conformance.target import TARGET_KEY, Target, TargetError, resolve
+from reference.paths import REPORTS_DIR
+from reporting import new_run
+
+SUITE_DIR = Path(__file__).resolve().parent
+EXIT_BAD_TARGET = 4
+PLUGIN_NAME = "conformance-report"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance", "Open Inference Protocol conformance suite")
+    group.addoption("--target-url", default=None,
+                    help="REST base URL of the V2 server to check (default: start the reference deployment)")
+    group.addoption("--grpc-target", default=None,
+                    help="gRPC host:port of the server (default: the reference's; none for a --target-url)")
+    group.addoption("--models", default=None,
+                    help="comma-separated models to check (default: discovered from the server)")
+    group.addoption("--report-root", default=str(REPORTS_DIR), type=Path,
+                    help="folder holding conformance/<run-id>/ report folders (default: reports/)")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "transports(*names): the transports a rule applies to")
+    if not config.getoption("--hypothesis-profile", None):
+        settings.load_profile(profiles.DEFAULT_PROFILE)
+    if config.option.collectonly or config.option.help or hasattr(config, "workerinput"):
+        return
+    run = new_run("conformance", root=Path(config.getoption("--report-root")))
+    if not config.option.xmlpath:
+        config.option.xmlpath = str(run.file("junit.xml"))
+    config.pluginmanager.register(ReportPlugin(config, run), PLUGIN_NAME)
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    config = session.config
+    models = config.getoption("--models")
+    try:
+        target = resolve(config.getoption("--target-url"), config.getoption("--grpc-target"),
+                         [m.strip() for m in models.split(",") if m.strip()] if models else None)
+    except TargetError as exc:
+        plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
+        if plugin is not None:
+            plugin.note_stop(str(exc))
+        pytest.exit(str(exc), returncode=EXIT_BAD_TARGET)
+    config.stash[TARGET_KEY] = target
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    target = config.stash.get(TARGET_KEY, None)
+    if target is not None:
+        target.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    target = metafunc.config.stash[TARGET_KEY]
+    if "transport" in metafunc.fixturenames:
+        marker = metafunc.definition.get_closest_marker("transports")
+        metafunc.parametrize("transport", marker.args if marker else TRANSPORTS, indirect=True)
+    if "datatype" in metafunc.fixturenames:
+        pairs = [(m, dt) for m in target.models for dt in datatypes_for(m.name)]
+        metafunc.parametrize(("model", "datatype"), pairs, ids=[f"{m.name}-{dt}" for m, dt in pairs])
+    elif "model" in metafunc.fixturenames:
+        metafunc.parametrize("model", target.models, ids=[m.name for m in target.models])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    target = config.stash[TARGET_KEY]
+    server = (target.identity.name, target.identity.version)
+    for item in items:
+        if not item.path.is_relative_to(SUITE_DIR):
+            continue  # another folder's test in the same session
+        rule = rule_of_test(getattr(item, "originalname", item.name))
+        if rule not in RULES:
+            raise pytest.UsageError(f"{item.nodeid}: no rule {rule!r} in conformance/rules.py")
+        meta = describe(item, rule)
+        item.stash[META_KEY] = meta
+        deviation = deviations.find(server, rule, meta.params)
+        item.stash[DEVIATION_KEY] = deviation
+        if deviation is not None:
+            item.add_marker(pytest.mark.xfail(
+                strict=True, raises=RuleViolation,
+                reason=f"known deviation of {target.identity}: {deviation.server_does}"))
+
+
+# ------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture(scope="session")
+def target(pytestconfig: pytest.Config) -> Target:
+    return pytestconfig.stash[TARGET_KEY]
+
+
+@pytest.fixture(scope="session")
+def rest_transport(target: Target) -> Iterator[RestTransport]:
+    transport = RestTransport(target.rest_url)
+    yield transport
+    transport.close()
+
+
+@pytest.fixture(scope="session")
+def grpc_transport(target: Target) -> Iterator[GrpcTransport]:
+    if target.grpc_target is None:
+        pytest.skip(target.grpc_skip_reason or "no gRPC target")
+    transport = GrpcTransport(target.grpc_target)
+    yield transport
+    transport.close()
+
+
+@pytest.fixture
+def transport(request: pytest.FixtureRequest) -> Transport:
+    return request.getfixturevalue(f"{request.param}_transport")
+
+
+@pytest.fixture
+def explore_examples(request: pytest.FixtureRequest) -> Explore:
+    """``explore_examples(strategy, check, examples=())``: check drawn examples (conformance.explore)."""
+    return functools.partial(explore, request.node)
+
+
+@pytest.fixture
+def check_once(request: pytest.FixtureRequest) -> CheckOnce:
+    """``check_once(check)``: a fixed check, judged like drawn ones."""
+    return functools.partial(once, request.node)

@@ -1,0 +1,73 @@
+"""The rules the suite checks: one test per rule, named ``test_<rule id>``.
+
+``RULES`` is the catalogue the report is ordered by; a test whose name is not
+here is a collection error, so the matrix can never miss a rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SERVER = "server"  # rules about the server as a whole (no model)
+MODEL = "model"  # rules checked once per model
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    scope: str
+    says: str  # the rule, as the spec (or the harness's brief) states it
+
+
+def _rules(*rules: Rule) -> dict[str, Rule]:
+    return {r.id: r for r in rules}
+
+
+RULES: dict[str, Rule] = _rules(
+    Rule("health_live", SERVER, "GET /v2/health/live is 200; ServerLive says live"),
+    Rule("health_ready", SERVER, "GET /v2/health/ready is 200; ServerReady says ready"),
+    Rule("server_metadata", SERVER, "server metadata has string name and version and a list of extensions"),
+    Rule("model_metadata", MODEL,
+         "model metadata (versioned and unversioned path) has name, platform and typed inputs/outputs"),
+    Rule("model_metadata_lists_served_version", MODEL,
+         "`versions`, when given, lists the versions that may be requested explicitly"),
+    Rule("model_ready", MODEL, "model ready (versioned and unversioned path) is 200 / ready=true"),
+    Rule("infer_echoes_model_name_and_version", MODEL,
+         "a response names the model and the version that was requested"),
+    Rule("infer_echoes_id", MODEL, "the request `id`, when given, is echoed in the response"),
+    Rule("infer_outputs_well_formed", MODEL,
+         "every output has name, shape, datatype and data; element count == product(shape)"),
+    Rule("infer_returns_only_requested_outputs", MODEL, "only the requested outputs come back"),
+    Rule("infer_returns_all_outputs_when_none_requested", MODEL,
+         "with no `outputs` in the request, every output of the model comes back"),
+    Rule("infer_flat_and_nested_data_agree", MODEL,
+         "flat (row-major) and nested `data` give identical answers"),
+    Rule("infer_batch_sizes", MODEL, "a batch of n rows (n >= 1) gives n prediction rows"),
+    Rule("predictions_match_oracle", MODEL,
+         "predictions equal the same artifact run in-process, for every datatype the server accepts"),
+    Rule("error_unknown_model", MODEL, "an unknown model is a client error (404 + error / NOT_FOUND)"),
+    Rule("error_unknown_version", MODEL, "an unknown version is a client error (404 + error / NOT_FOUND)"),
+    Rule("error_malformed_body", MODEL,
+         "a body that does not parse (JSON / protobuf) is a client error with an error message"),
+    Rule("error_unknown_datatype", MODEL, "an unknown datatype name is a client error"),
+    Rule("error_lowercase_datatype", MODEL, "datatype names are case-sensitive: `fp32` is a client error"),
+    Rule("error_negative_dimension", MODEL, "a negative dimension in a request shape is a client error"),
+    Rule("error_data_length_mismatch", MODEL, "data whose length is not product(shape) is a client error"),
+    Rule("error_wrong_feature_count", MODEL,
+         "an input shape the model does not take (wrong feature count) is a client error"),
+    Rule("error_wrong_input_name", MODEL, "an input the model does not have is a client error"),
+    Rule("error_two_inputs", MODEL, "more inputs than the model takes is a client error"),
+    Rule("error_unknown_output", MODEL, "requesting an output the model does not have is a client error"),
+    Rule("error_nonfinite_literals", MODEL, "NaN/Infinity literals are not JSON: a client error"),
+    Rule("error_oversized_payload", MODEL, "a payload far past normal size is refused as a client error"),
+    Rule("error_wrong_content_type", MODEL, "a body sent with a non-JSON Content-Type is a client error"),
+    Rule("error_deep_json", MODEL, "JSON nested very deep is refused as a client error"),
+    Rule("server_live_after_bad_requests", MODEL, "the server is still live after every bad request"),
+    Rule("interop_tritonclient", MODEL,
+         "the independent tritonclient package gets the same predictions as the suite's client"),
+)
+
+
+def rule_of_test(function_name: str) -> str:
+    """``test_error_deep_json`` -> ``error_deep_json``."""
+    return function_name.removeprefix("test_")

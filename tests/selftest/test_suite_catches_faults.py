@@ -1,0 +1,64 @@
+"""The conformance suite turns red on a faulty server: each fault of ``fakes.faulty_proxy``
+makes exactly the rules that check it fail, while unrelated rules still pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from fakes.faulty_proxy import FaultyProxy
+
+FAILED = "fail"
+PASSED = "pass"
+
+
+# predictions_match_oracle runs once per datatype: two of them are enough here.
+ORACLE_SAMPLE = "(predictions_match_oracle and (FP32 or UINT8))"
+
+
+@dataclass(frozen=True)
+class Case:
+    faults: tuple[str, ...]
+    must_fail: tuple[str, ...]  # rules whose every REST test must fail
+    must_pass: tuple[str, ...]  # rules the fault does not touch
+
+    @property
+    def selection(self) -> str:
+        rules = self.must_fail + self.must_pass
+        return " or ".join(ORACLE_SAMPLE if r == "predictions_match_oracle" else r for r in rules)
+
+
+CASES = {
+    "drop-id": Case(("drop-id",), ("infer_echoes_id",),
+                    ("health_live", "server_metadata", "infer_outputs_well_formed",
+                     "infer_echoes_model_name_and_version")),
+    "wrong-shape": Case(("wrong-shape",), ("infer_outputs_well_formed", "infer_batch_sizes"),
+                        ("infer_echoes_model_name_and_version",)),
+    "500-unknown-model": Case(("500-unknown-model",), ("error_unknown_model",), ("error_unknown_version",)),
+    "wrong-prediction": Case(("wrong-prediction",), ("predictions_match_oracle",),
+                             ("infer_outputs_well_formed", "interop_tritonclient")),
+    "no fault": Case((), (), ("infer_echoes_model_name_and_version", "infer_outputs_well_formed",
+                              "error_unknown_model", "predictions_match_oracle")),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_suite_catches_fault(name: str, reference, run_suite) -> None:
+    case = CASES[name]
+    with FaultyProxy(reference.endpoints.rest_url, case.faults) as proxy:
+        run = run_suite("--target-url", proxy.url, "-k", case.selection)
+    assert run.results is not None, f"no results.json written:\n{run.output[-3000:]}"
+    assert run.returncode == (1 if case.must_fail else 0), run.output[-3000:]
+    for rule in case.must_fail:
+        assert run.statuses(rule) == {FAILED}, (rule, run.statuses(rule), run.output[-3000:])
+        # The failure names the exact request that reproduces it, against the proxy.
+        assert all(f"{proxy.url}/v2/models/" in o["detail"] and "curl -sS -X " in o["detail"]
+                   for o in run.outcomes(rule))
+    for rule in case.must_pass:
+        assert run.statuses(rule) == {PASSED}, (rule, run.statuses(rule), run.output[-3000:])
+    # No gRPC target was given for the proxy: gRPC rules are skipped, visibly, never passed.
+    grpc = [o for rule in case.must_fail + case.must_pass for o in run.outcomes(rule, "grpc")]
+    assert grpc and {o["status"] for o in grpc} == {"skipped"}
+    assert "no --grpc-target given" in run.report
+    assert ("**FAIL**" in run.report) == bool(case.must_fail)
