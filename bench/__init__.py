@@ -1,0 +1,1 @@
+"""Benchmark scripts of the harness (run them directly: python bench/<script>.py)."""

@@ -1,0 +1,189 @@
+"""Real payloads, encoded once, and the check of every answer against the oracle.
+
+Before a run starts, each model's held-out rows are cut into batches of
+``--batch-size`` rows and encoded with the harness's one V2 codec
+(:mod:`oip.codec`) into ready-to-send bytes: a JSON body for REST and a
+serialised ``ModelInferRequest`` for gRPC. The in-process oracle
+(:mod:`reference.oracle`) predicts every row once, so the hot path only sends
+bytes, parses the answer and compares a few numbers.
+
+A check returns ``None`` when the answer is right, otherwise one line naming
+the model, the held-out row and both values, which becomes the Locust
+failure's message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from google.protobuf.message import DecodeError
+
+from oip._pb import pb
+from oip.codec import build_infer_request, build_json_infer_request, from_grpc_tensor, from_json_tensor
+from oip.errors import CodecError
+from oip.rest import model_path
+from reference import datasets, oracle
+from reference.catalog import MODELS, ModelSpec
+from reporting.latency import SeriesKey
+
+from ._plan import PlanError
+
+REST_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+ENDPOINT = "infer"
+SNIPPET = 160
+
+
+@dataclass(frozen=True)
+class Item:
+    """One request's worth of held-out rows, pre-encoded, with the oracle's answers."""
+
+    first_row: int
+    rest_body: bytes
+    grpc_body: bytes
+    expected: tuple[Any, ...]
+
+    @property
+    def label(self) -> str:
+        n = len(self.expected)
+        return f"row {self.first_row}" if n == 1 else f"rows {self.first_row}-{self.first_row + n - 1}"
+
+
+@dataclass(frozen=True)
+class ModelLoad:
+    """Everything the users need to send one model's requests and check the answers."""
+
+    spec: ModelSpec
+    items: tuple[Item, ...]
+    rest_path: str
+    grpc_version: str
+    exact: bool  # integer outputs compare exactly, float outputs within the oracle's tolerance
+    rest_key: SeriesKey
+    grpc_key: SeriesKey
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def grpc_name(self) -> str:
+        return f"ModelInfer {self.spec.name}" + (f" {self.grpc_version}" if self.grpc_version else "")
+
+
+def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str | None = None) -> ModelLoad:
+    """Encode ``name``'s held-out rows in batches of ``batch_size`` (a trailing partial batch is dropped)."""
+    spec = MODELS[name]
+    X, _ = datasets.heldout(name, data_dir)
+    if batch_size > len(X):
+        raise PlanError(
+            f"--batch-size {batch_size} is larger than {name}'s {len(X)} held-out rows; "
+            f"use at most {len(X)}"
+        )
+    predictions = oracle.predict(name, X)
+    version = spec.version if versioned else ""
+    items = []
+    for start in range(0, len(X) - batch_size + 1, batch_size):
+        rows = X[start:start + batch_size]
+        inputs = {spec.input_name: rows}
+        datatypes = {spec.input_name: "FP32"}
+        body = build_json_infer_request(inputs, datatypes=datatypes)
+        grpc_request = build_infer_request(name, inputs, model_version=version, datatypes=datatypes)
+        items.append(Item(
+            first_row=start,
+            rest_body=json.dumps(body, separators=(",", ":")).encode(),
+            grpc_body=grpc_request.SerializeToString(),
+            expected=tuple(predictions[start:start + batch_size].tolist()),
+        ))
+    return ModelLoad(
+        spec=spec,
+        items=tuple(items),
+        rest_path=model_path(name, version or None, "/infer"),
+        grpc_version=version,
+        exact=spec.output_datatype not in ("FP16", "FP32", "FP64"),
+        rest_key=SeriesKey(name, "rest", ENDPOINT),
+        grpc_key=SeriesKey(name, "grpc", ENDPOINT),
+    )
+
+
+def build_workload(models: list[str], batch_size: int, versioned: bool,
+                   data_dir: str | None = None) -> dict[str, ModelLoad]:
+    return {name: build_model_load(name, batch_size, versioned, data_dir) for name in models}
+
+
+# ------------------------------------------------------------------ checks
+
+
+def _snippet(body: bytes) -> str:
+    text = body[:SNIPPET].decode("utf-8", errors="replace")
+    return text + ("..." if len(body) > SNIPPET else "")
+
+
+def check_rest(load: ModelLoad, item: Item, status: int, body: bytes) -> str | None:
+    """Why a REST answer is wrong (status, V2 shape, prediction), or None when it is right."""
+    where = f"{load.name} {item.label} over REST"
+    if status != 200:
+        return f"{where}: HTTP {status} (expected 200): {_snippet(body or b'')}"
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return f"{where}: the body is not JSON: {_snippet(body)}"
+    if not isinstance(doc, dict):
+        return f"{where}: the body is a JSON {type(doc).__name__}, not a V2 response object"
+    if doc.get("model_name") != load.name:
+        return f"{where}: model_name is {doc.get('model_name')!r}, expected {load.name!r}"
+    outputs = doc.get("outputs")
+    if not isinstance(outputs, list):
+        return f"{where}: no 'outputs' list in the response: {_snippet(body)}"
+    wanted = load.spec.output_name
+    tensor = next((o for o in outputs if isinstance(o, dict) and o.get("name") == wanted), None)
+    if tensor is None:
+        names = [o.get("name") for o in outputs if isinstance(o, dict)]
+        return f"{where}: no output named {wanted!r} (outputs: {names})"
+    try:
+        values = from_json_tensor(tensor)
+    except CodecError as exc:
+        return f"{where}: output {wanted!r} is not a valid V2 tensor: {exc}"
+    return _compare(load, item, tensor.get("datatype"), values, "REST")
+
+
+def check_grpc(load: ModelLoad, item: Item, raw: bytes) -> str | None:
+    """Why a gRPC answer (serialised ``ModelInferResponse``) is wrong, or None when it is right."""
+    where = f"{load.name} {item.label} over gRPC"
+    try:
+        response = pb.ModelInferResponse.FromString(raw)
+    except DecodeError as exc:
+        return f"{where}: the response is not a ModelInferResponse ({exc})"
+    if response.model_name != load.name:
+        return f"{where}: model_name is {response.model_name!r}, expected {load.name!r}"
+    wanted = load.spec.output_name
+    raws = response.raw_output_contents
+    for index, tensor in enumerate(response.outputs):
+        if tensor.name == wanted:
+            try:
+                values = from_grpc_tensor(tensor, raws[index] if raws else None)
+            except (CodecError, IndexError) as exc:
+                return f"{where}: output {wanted!r} is not a valid V2 tensor: {exc}"
+            return _compare(load, item, tensor.datatype, values, "gRPC")
+    names = [t.name for t in response.outputs]
+    return f"{where}: no output named {wanted!r} (outputs: {names})"
+
+
+def _compare(load: ModelLoad, item: Item, datatype: Any, values: Any, transport: str) -> str | None:
+    expected = item.expected
+    n = len(expected)
+    if datatype != load.spec.output_datatype:
+        return (f"{load.name} {item.label} over {transport}: output datatype {datatype}, "
+                f"expected {load.spec.output_datatype}")
+    if values.size != n or values.shape[0] != n:
+        return (f"{load.name} {item.label} over {transport}: output shape {list(values.shape)}, "
+                f"expected [{n}, 1] (one prediction per row)")
+    got = values.reshape(-1).tolist()
+    for offset in range(n):
+        g, e = got[offset], expected[offset]
+        if (g != e) if load.exact else not (abs(g - e) <= oracle.PROBABILITY_ATOL):
+            return (f"wrong answer: {load.name} row {item.first_row + offset} over {transport}: "
+                    f"server {g!r}, oracle {e!r}")
+    return None

@@ -1,0 +1,152 @@
+"""Mixed V2 inference load: both models, over REST and gRPC, every answer checked.
+
+Run from the repository root (the reference deployment up: ``python -m reference serve``)::
+
+    locust -f loadtests/                                   # web UI on http://127.0.0.1:8089
+    locust -f loadtests/ --headless -u 8 -t 20s            # headless, 20 s
+    locust -f loadtests/ --headless --mix mnist-svm=1 --transports grpc --batch-size 4
+    locust -f loadtests/ --headless --arrival-rate 200 --arrival poisson -u 16   # open loop
+    locust -f loadtests/ --headless --processes -1         # one worker per core
+
+Two User classes, one per transport (``RestInferUser``, ``GrpcInferUser``);
+each has one small task per model, tagged with the model, the transport and
+``infer`` (``--tags grpc``, ``--exclude-tags mushroom-xgboost``). ``--mix``
+weighs the tasks, ``--transports`` the users. ``LoadShape`` is the only shape
+class (``--shape``). Options, histograms and the report: ``_runtime``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+# The harness's packages (reference, oip, reporting) live beside this folder.
+_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+if _REPO_ROOT not in sys.path:
+    sys.path.insert(0, _REPO_ROOT)
+
+from locust import FastHttpUser, LoadTestShape, User, constant, tag, task  # noqa: E402
+from locust.exception import CatchResponseError  # noqa: E402
+
+from loadtests import _runtime as runtime  # noqa: E402
+from loadtests._workload import GRPC_METHOD, REST_HEADERS, check_grpc, check_rest  # noqa: E402
+
+GRPC_TIMEOUT_S = 30.0
+
+
+class RestInferUser(FastHttpUser):
+    """V2 REST: POSTs pre-encoded JSON bodies to /v2/models/<model>[/versions/<v>]/infer."""
+
+    transport = "rest"
+    wait_time = constant(0)
+    network_timeout = 30.0
+    connection_timeout = 10.0
+
+    def on_start(self) -> None:
+        self.lane = runtime.Lane(self.transport)
+
+    def on_stop(self) -> None:
+        self.lane.close()
+
+    @tag("rest", "mnist-svm", "infer")
+    @task
+    def infer_mnist_svm(self) -> None:
+        self.infer("mnist-svm")
+
+    @tag("rest", "mushroom-xgboost", "infer")
+    @task
+    def infer_mushroom_xgboost(self) -> None:
+        self.infer("mushroom-xgboost")
+
+    def infer(self, model: str) -> None:
+        load, item, lag = self.lane.next(model)
+        with self.client.request(
+            "POST", load.rest_path, data=item.rest_body, headers=REST_HEADERS, name=load.rest_path,
+            catch_response=True, context={"oip_key": load.rest_key},
+        ) as response:
+            if response.status_code == 0:  # no HTTP answer at all
+                problem = f"{model} {item.label} over REST: {response.request_meta['exception']!r}"
+            else:
+                problem = check_rest(load, item, response.status_code, response.content or b"")
+            if problem:
+                response.failure(problem)
+            else:
+                response.success()
+            if lag:  # open loop: measure from the intended start
+                response.request_meta["response_time"] += lag * 1000.0
+
+
+class GrpcInferUser(User):
+    """V2 gRPC: ModelInfer with pre-serialised requests, one channel (connection) per user."""
+
+    transport = "grpc"
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.lane = runtime.Lane(self.transport)
+        target = runtime.STATE.plan.grpc_target if runtime.STATE.plan else ""
+        self.channel = grpc.insecure_channel(target, options=[
+            ("grpc.use_local_subchannel_pool", 1),  # a connection of its own, like a real client
+            ("grpc.max_receive_message_length", -1),
+            ("grpc.max_send_message_length", -1),
+        ])
+        # Bytes in, bytes out: the request is already serialised, the answer is parsed by the check.
+        self.model_infer = self.channel.unary_unary(GRPC_METHOD)
+
+    def on_stop(self) -> None:
+        self.channel.close()
+        self.lane.close()
+
+    @tag("grpc", "mnist-svm", "infer")
+    @task
+    def infer_mnist_svm(self) -> None:
+        self.infer("mnist-svm")
+
+    @tag("grpc", "mushroom-xgboost", "infer")
+    @task
+    def infer_mushroom_xgboost(self) -> None:
+        self.infer("mushroom-xgboost")
+
+    def infer(self, model: str) -> None:
+        load, item, lag = self.lane.next(model)
+        raw = b""
+        started = time.perf_counter()
+        try:
+            raw = self.model_infer(item.grpc_body, timeout=GRPC_TIMEOUT_S)
+        except grpc.RpcError as exc:
+            elapsed = time.perf_counter() - started
+            problem = f"{model} {item.label} over gRPC: {exc.code().name}: {exc.details()}"
+        else:
+            elapsed = time.perf_counter() - started
+            problem = check_grpc(load, item, raw)
+        self.environment.events.request.fire(
+            request_type="gRPC",
+            name=load.grpc_name,
+            response_time=(elapsed + lag) * 1000.0,
+            response_length=len(raw),
+            exception=CatchResponseError(problem) if problem else None,
+            context={"oip_key": load.grpc_key},
+        )
+
+
+RestInferUser.model_tasks = {
+    "mnist-svm": RestInferUser.infer_mnist_svm,
+    "mushroom-xgboost": RestInferUser.infer_mushroom_xgboost,
+}
+GrpcInferUser.model_tasks = {
+    "mnist-svm": GrpcInferUser.infer_mnist_svm,
+    "mushroom-xgboost": GrpcInferUser.infer_mushroom_xgboost,
+}
+runtime.register_users({"rest": RestInferUser, "grpc": GrpcInferUser})
+
+
+class LoadShape(LoadTestShape):
+    """Users (or the open-loop in-flight limit) over time per --shape; stops at -t or --max-requests."""
+
+    use_common_options = True
+
+    def tick(self) -> tuple[int, float] | None:
+        return runtime.shape_tick(self)

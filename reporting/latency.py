@@ -1,0 +1,378 @@
+"""High-resolution latency histograms keyed by model x transport x endpoint.
+
+The one place the harness keeps request latencies: HDR histograms at
+microsecond resolution (1 us .. 1 h, 3 significant digits, so every reported
+value is within 0.1% of the recorded one), which
+
+* record in ~2 us per request (cheap enough for a load generator's hot path),
+* serialise to JSON-safe dicts (``to_wire``/``from_wire``) so worker processes
+  can ship them to a master, and merge exactly (``merge``): the percentiles of
+  a merged book are those of all samples together, not averages of percentiles;
+* summarise to plain numbers (``summary``): per key requests, errors,
+  throughput and p50/p90/p95/p99/p99.9/max in microseconds.
+
+It knows nothing about Locust: the load tests, the benchmarks and the report
+writers all use it the same way::
+
+    book = LatencyBook()
+    book.record("mnist-svm", "rest", "infer", 512.3)          # microseconds
+    book.record("mnist-svm", "grpc", "infer", 830.0, ok=False)
+    wire = book.to_wire()                                       # json.dumps-able
+    total = LatencyBook.from_wire(wire); total.merge(other_book)
+    total.summary(duration_s=10.0)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import math
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+from hdrh.histogram import HdrHistogram
+
+__all__ = [
+    "HIGHEST_US",
+    "LOWEST_US",
+    "PERCENTILES",
+    "SIGNIFICANT_DIGITS",
+    "WIRE_SCHEMA",
+    "LatencyBook",
+    "LatencyHistogram",
+    "SeriesKey",
+    "WireFormatError",
+]
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour
+SIGNIFICANT_DIGITS = 3
+#: Reported percentiles: (name in the JSON, percentile).
+PERCENTILES: tuple[tuple[str, float], ...] = (
+    ("p50", 50.0),
+    ("p90", 90.0),
+    ("p95", 95.0),
+    ("p99", 99.0),
+    ("p99.9", 99.9),
+)
+WIRE_SCHEMA = 1
+
+
+class WireFormatError(ValueError):
+    """A serialised histogram or book could not be read back."""
+
+
+class SeriesKey(NamedTuple):
+    """What a latency series is about: one model, one transport, one endpoint."""
+
+    model: str
+    transport: str
+    endpoint: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.transport} {self.endpoint}"
+
+
+class LatencyHistogram:
+    """One HDR histogram of microsecond values, plus how many were clamped into range.
+
+    Values below 1 us are recorded as 1 us (the resolution) and values above
+    one hour as one hour (``clamped`` counts those), so recording never raises.
+    """
+
+    __slots__ = ("_hdr", "clamped")
+
+    def __init__(self) -> None:
+        self._hdr = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+        self.clamped = 0
+
+    def record(self, value_us: float, count: int = 1) -> None:
+        value = int(value_us + 0.5)
+        if value < LOWEST_US:
+            value = LOWEST_US  # below the resolution, not out of range
+        elif value > HIGHEST_US:
+            value = HIGHEST_US
+            self.clamped += count
+        self._hdr.record_value(value, count)
+
+    @property
+    def count(self) -> int:
+        return self._hdr.get_total_count()
+
+    # hdrh computes percentiles and the mean in pure-Python loops over its
+    # ~23k buckets (~10 ms each): too slow to run inside a load generator.
+    # These read the same counts with numpy and give identical values.
+
+    def _counts(self) -> np.ndarray:
+        counts = self._hdr.counts
+        return np.frombuffer(counts, dtype=np.dtype(f"<u{ctypes.sizeof(counts) // len(counts)}"))
+
+    def percentiles(self, percentiles: Iterable[float]) -> dict[float, int]:
+        """Values (us) at several percentiles (0..100) at once; 0 when empty.
+
+        Same definition as HdrHistogram: the highest value equivalent to the
+        bucket holding the ``ceil(p * count / 100)``-th sample.
+        """
+        total = self.count
+        wanted = list(percentiles)
+        if not total:
+            return dict.fromkeys(wanted, 0)
+        cumulative = np.cumsum(self._counts())
+        lowest, highest = _bucket_bounds(len(cumulative))
+        out = {}
+        for p in wanted:
+            target = max(int(min(p, 100.0) * total / 100 + 0.5), 1)
+            index = int(np.searchsorted(cumulative, target))
+            out[p] = int(highest[index] if p else lowest[index])
+        return out
+
+    def percentile(self, percentile: float) -> int:
+        """The value (us) at ``percentile`` (0..100), or 0 when empty."""
+        return self.percentiles([percentile])[percentile]
+
+    @property
+    def max(self) -> int:
+        return self._hdr.get_max_value() if self.count else 0
+
+    @property
+    def min(self) -> int:
+        if not self.count:
+            return 0
+        first = int(np.flatnonzero(self._counts())[0])
+        return int(_bucket_bounds(self._hdr.counts_len)[0][first])
+
+    @property
+    def mean(self) -> float:
+        """Mean of the bucket midpoints (as HdrHistogram computes it)."""
+        if not self.count:
+            return 0.0
+        middle = _bucket_middles(self._hdr.counts_len)
+        # (not np.dot: BLAS may start threads, which a load generator does not need)
+        return float(np.multiply(self._counts(), middle).sum() / self.count)
+
+    def merge(self, other: LatencyHistogram) -> None:
+        if other.count:
+            self._hdr.add(other._hdr)
+        self.clamped += other.clamped
+
+    def stats(self) -> dict[str, float | int]:
+        """min, mean, the reported percentiles and max, in microseconds."""
+        out: dict[str, float | int] = {"min": self.min, "mean": round(self.mean, 1)}
+        values = self.percentiles(p for _, p in PERCENTILES)
+        for name, p in PERCENTILES:
+            out[name] = values[p]
+        out["max"] = self.max
+        return out
+
+    def encode(self) -> str:
+        """The histogram as a compact string (HdrHistogram's compressed base64 form)."""
+        return self._hdr.encode().decode("ascii")
+
+    @classmethod
+    def decode(cls, text: str, clamped: int = 0) -> LatencyHistogram:
+        histogram = cls()
+        if not isinstance(text, str) or not text:
+            raise WireFormatError(f"an encoded histogram must be a non-empty string, got {text!r:.40}")
+        try:
+            decoded = HdrHistogram.decode(text.encode("ascii"))
+        except Exception as exc:  # hdrh raises assorted errors on bad input
+            raise WireFormatError(
+                f"cannot decode histogram {text[:24]!r}... ({exc}); "
+                "it must come from LatencyHistogram.encode()"
+            ) from None
+        if decoded.get_total_count():
+            histogram._hdr.add(decoded)
+        histogram.clamped = int(clamped)
+        return histogram
+
+    def __repr__(self) -> str:
+        return f"LatencyHistogram(count={self.count}, p50={self.percentile(50)}us, max={self.max}us)"
+
+
+@functools.lru_cache(maxsize=4)
+def _bucket_bounds(counts_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Lowest and highest value of every bucket index (HdrHistogram's layout for our range)."""
+    probe = HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    if probe.counts_len != counts_len:
+        raise WireFormatError(f"histogram with {counts_len} buckets, expected {probe.counts_len}")
+    index = np.arange(counts_len, dtype=np.int64)
+    bucket = (index >> probe.sub_bucket_half_count_magnitude) - 1
+    sub_bucket = (index & (probe.sub_bucket_half_count - 1)) + probe.sub_bucket_half_count
+    below = bucket < 0
+    sub_bucket[below] -= probe.sub_bucket_half_count
+    bucket[below] = 0
+    lowest = sub_bucket << (bucket + probe.unit_magnitude)
+    highest = lowest + (np.int64(1) << (bucket + probe.unit_magnitude)) - 1
+    return lowest, highest
+
+
+@functools.lru_cache(maxsize=4)
+def _bucket_middles(counts_len: int) -> np.ndarray:
+    lowest, highest = _bucket_bounds(counts_len)
+    return (lowest + ((highest - lowest + 1) >> 1)).astype(np.float64)
+
+
+@dataclass
+class _Series:
+    histogram: LatencyHistogram
+    errors: int = 0
+
+
+class LatencyBook:
+    """Latency histograms and error counts, one series per ``SeriesKey``.
+
+    Every request goes in, failed or not (``ok=False`` also counts an error):
+    ``requests`` in a summary is the number of latencies recorded.
+    """
+
+    def __init__(self) -> None:
+        self._series: dict[SeriesKey, _Series] = {}
+
+    # -- recording ----------------------------------------------------------
+
+    def series(self, key: SeriesKey) -> _Series:
+        entry = self._series.get(key)
+        if entry is None:
+            entry = self._series[key] = _Series(LatencyHistogram())
+        return entry
+
+    def record(self, model: str, transport: str, endpoint: str, latency_us: float, ok: bool = True) -> None:
+        self.record_key(SeriesKey(model, transport, endpoint), latency_us, ok)
+
+    def record_key(self, key: SeriesKey, latency_us: float, ok: bool = True) -> None:
+        entry = self._series.get(key) or self.series(key)
+        entry.histogram.record(latency_us)
+        if not ok:
+            entry.errors += 1
+
+    # -- reading ------------------------------------------------------------
+
+    def keys(self) -> list[SeriesKey]:
+        return sorted(self._series)
+
+    def __iter__(self) -> Iterator[SeriesKey]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._series
+
+    def histogram(self, key: SeriesKey) -> LatencyHistogram:
+        return self._series[key].histogram
+
+    def requests(self, key: SeriesKey | None = None) -> int:
+        if key is not None:
+            return self._series[key].histogram.count if key in self._series else 0
+        return sum(s.histogram.count for s in self._series.values())
+
+    def errors(self, key: SeriesKey | None = None) -> int:
+        if key is not None:
+            return self._series[key].errors if key in self._series else 0
+        return sum(s.errors for s in self._series.values())
+
+    def combined(self) -> LatencyHistogram:
+        """All series merged into one histogram."""
+        total = LatencyHistogram()
+        for entry in self._series.values():
+            total.merge(entry.histogram)
+        return total
+
+    # -- combining ----------------------------------------------------------
+
+    def merge(self, other: LatencyBook) -> None:
+        """Add every sample and error of ``other`` to this book."""
+        for key, entry in other._series.items():
+            mine = self.series(key)
+            mine.histogram.merge(entry.histogram)
+            mine.errors += entry.errors
+
+    def take(self) -> LatencyBook:
+        """Hand over everything recorded so far and start empty (for periodic deltas)."""
+        taken = LatencyBook()
+        taken._series, self._series = self._series, {}
+        return taken
+
+    def clear(self) -> None:
+        self._series = {}
+
+    # -- serialisation ------------------------------------------------------
+
+    def to_wire(self) -> dict[str, Any]:
+        """A JSON-safe dict holding every histogram exactly (see ``from_wire``)."""
+        return {
+            "schema": WIRE_SCHEMA,
+            "unit": "us",
+            "series": [
+                {
+                    "model": key.model,
+                    "transport": key.transport,
+                    "endpoint": key.endpoint,
+                    "errors": entry.errors,
+                    "clamped": entry.histogram.clamped,
+                    "hdr": entry.histogram.encode(),
+                }
+                for key, entry in sorted(self._series.items())
+                if entry.histogram.count or entry.errors
+            ],
+        }
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> LatencyBook:
+        if not isinstance(wire, Mapping) or wire.get("schema") != WIRE_SCHEMA:
+            found = wire.get("schema") if isinstance(wire, Mapping) else type(wire).__name__
+            raise WireFormatError(
+                f"not a LatencyBook wire dict of schema {WIRE_SCHEMA} (found schema {found!r}); "
+                "produce it with LatencyBook.to_wire() from the same harness version"
+            )
+        book = cls()
+        for item in wire.get("series", []):
+            try:
+                key = SeriesKey(str(item["model"]), str(item["transport"]), str(item["endpoint"]))
+                histogram = LatencyHistogram.decode(item["hdr"], item.get("clamped", 0))
+                errors = int(item.get("errors", 0))
+            except (KeyError, TypeError) as exc:
+                raise WireFormatError(f"a series entry lacks {exc}: {item!r:.120}") from None
+            entry = book.series(key)
+            entry.histogram.merge(histogram)
+            entry.errors += errors
+        return book
+
+    # -- summary ------------------------------------------------------------
+
+    def summary(self, duration_s: float | None) -> dict[str, Any]:
+        """Per-key and total figures, in microseconds; throughput needs ``duration_s`` > 0."""
+        series = [
+            _summarise(
+                {"model": key.model, "transport": key.transport, "endpoint": key.endpoint},
+                self._series[key].histogram,
+                self._series[key].errors,
+                duration_s,
+            )
+            for key in self.keys()
+        ]
+        total = _summarise({}, self.combined(), self.errors(), duration_s)
+        return {"unit": "us", "series": series, "total": total}
+
+
+def _summarise(
+    head: dict[str, Any], histogram: LatencyHistogram, errors: int, duration_s: float | None
+) -> dict[str, Any]:
+    requests = histogram.count
+    timed = duration_s is not None and duration_s > 0 and math.isfinite(duration_s)
+    throughput = round(requests / duration_s, 3) if timed else None
+    out = dict(head)
+    out.update(
+        requests=requests,
+        errors=errors,
+        error_rate=round(errors / requests, 6) if requests else 0.0,
+        throughput_rps=throughput,
+        latency_us=histogram.stats(),
+    )
+    if histogram.clamped:
+        out["clamped"] = histogram.clamped
+    return out
