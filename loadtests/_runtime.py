@@ -49,6 +49,8 @@ from locust.runners import MasterRunner, WorkerRunner
 from reference.errors import HarnessError
 from reporting.latency import LatencyBook, WireFormatError
 from reporting.runs import Run, new_run
+from reporting.summary import summary_from_loadtest
+from reporting.writer import write_report as write_summary_report
 
 from ._plan import (
     ARRIVALS,
@@ -767,7 +769,18 @@ def _on_quitting(environment: Any, **_: Any) -> None:
         STATE.stopped_wall = time.time()
     document = write_report(final=True)
     _finish_csv()
+    _write_summary(document)
     _print_summary(document)
+
+
+def _write_summary(document: dict[str, Any] | None) -> None:
+    """summary.json, report.md and plots beside latency.json, by the harness's one report writer."""
+    if document is None or STATE.run is None:
+        return
+    try:
+        write_summary_report(STATE.run, summary_from_loadtest(document, STATE.run.path))
+    except Exception as exc:  # latency.json and Locust's files are already written
+        log.warning("could not write report.md/summary.json in %s: %s", STATE.run.path, exc)
 
 
 def _report_loop() -> None:

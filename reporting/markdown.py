@@ -96,10 +96,23 @@ def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
     if ab:
         lines += ["", "## A/B in one run (interleaved rounds, ratio B/A)", ""]
         lines += [f"A: {ab.get('a_label')}; B: {ab.get('b_label')}; {ab.get('rounds')} rounds of "
-                  f"{ab.get('round_s')} s each", ""]
+                  f"{ab.get('round_s')} s each, schedule `{ab.get('schedule', '?')}`", ""]
         rows = [[m, f"{e['median']:.3f}", f"{e['low']:.3f} .. {e['high']:.3f}", e["verdict"]]
                 for m, e in ab.get("metrics", {}).items()]
         lines += _table(["metric", "median ratio", "spread (min .. max)", "verdict"], rows)
+
+    sweep = summary.get("sweep")
+    if sweep:
+        lines += ["", f"## Saturation sweep (p99 limit {ms(sweep.get('p99_limit_us'))} ms, "
+                      f"{sweep.get('step_s')} s per step)", ""]
+        rows = [[s["parallel_workers"], s["users"], f"{s['throughput_rps'] or 0:.1f}", ms(s["p50_us"]),
+                 ms(s["p99_us"]), s["errors"]] for s in sweep.get("steps", [])]
+        lines += _table(["parallel_workers", "users", "req/s", "p50", "p99", "errors"], rows)
+        lines += ["", "Highest throughput under the limit:", ""]
+        rows = [[b["parallel_workers"], "-" if b["users"] is None else b["users"],
+                 "-" if b["throughput_rps"] is None else f"{b['throughput_rps']:.1f}", ms(b["p99_us"])]
+                for b in sweep.get("best", [])]
+        lines += _table(["parallel_workers", "users", "req/s", "p99"], rows)
 
     if images:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]

@@ -100,10 +100,42 @@ def plot_timeline(summary: Mapping[str, Any], path: Path) -> Path | None:
     return path
 
 
+def plot_sweep(summary: Mapping[str, Any], path: Path) -> Path | None:
+    sweep = summary.get("sweep") or {}
+    steps = sweep.get("steps") or []
+    if not steps:
+        return None
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for workers in sorted({s["parallel_workers"] for s in steps}):
+        mine = [s for s in steps if s["parallel_workers"] == workers]
+        xs = [s["throughput_rps"] or 0 for s in mine]
+        line, = ax.plot(xs, [(s["p99_us"] or math.nan) / 1000 for s in mine], marker="o",
+                        label=f"parallel_workers={workers} p99")
+        ax.plot(xs, [(s["p50_us"] or math.nan) / 1000 for s in mine], marker=".", linestyle="--",
+                color=line.get_color(), label=f"parallel_workers={workers} p50")
+        for s, x in zip(mine, xs, strict=True):
+            ax.annotate(str(s["users"]), (x, (s["p99_us"] or math.nan) / 1000), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+    limit = sweep.get("p99_limit_us")
+    if limit:
+        ax.axhline(limit / 1000, color="grey", linestyle=":", label=f"p99 limit {limit / 1000:.0f} ms")
+    ax.set_yscale("log")
+    ax.set_xlabel("throughput (requests/s)")
+    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_title("Latency vs throughput (numbers: concurrent users)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_all(summary: Mapping[str, Any], folder: Path) -> list[Path]:
     drawn = [
         plot_percentiles(summary, folder / "latency_percentiles.png"),
         plot_distribution(summary, folder / "latency_distribution.png"),
         plot_timeline(summary, folder / "timeline.png"),
+        plot_sweep(summary, folder / "latency_vs_throughput.png"),
     ]
     return [p for p in drawn if p is not None]

@@ -3,16 +3,146 @@
 Layout (schema ``oip-harness/summary/v1``)::
 
     {"schema": ..., "run": {id, kind, scenario, arguments, started, ended, duration_s,
-                            revision, machine, server, settings, models, warmup_s},
+                            revision, machine, target, server, settings, models, warmup_s},
      "scopes": {"": overall, "mnist-svm": ..., "mnist-svm/rest": ..., ...},
      "server_side": {model: {requests, failures, inference_mean_us, client_mean_us,
                              overhead_us}},
+     "timeline": [{t, rps, failures_per_s, p50_ms, p95_ms, p99_ms}, ...],
      "warnings": [...], "slo": [...], "comparison": {...} | null, "verdict": "..."}
 
 Each scope holds ``requests``, ``errors`` (by kind), ``error_rate``,
-``throughput_rps`` and ``latency_us`` (``p50 p90 p95 p99 p99.9 max mean``).
+``throughput_rps``, ``latency_us`` (``min mean p50 p90 p95 p99 p99.9 max``) and
+``spectrum`` (``[percentile, µs]`` pairs for the distribution plot). Scopes are
+computed from the load test's HDR histograms, merged exactly (a model's
+percentiles are those of all its samples, not averages of percentiles).
 """
 
 from __future__ import annotations
 
+import csv
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from reporting.latency import LatencyBook, LatencyHistogram
+
 SCHEMA = "oip-harness/summary/v1"
+SPECTRUM = (0.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99, 100.0)
+ERROR_KIND_CHARS = 90
+
+
+def scope_stats(histogram: LatencyHistogram, errors: int, duration_s: float | None,
+                error_kinds: Mapping[str, int] | None = None) -> dict[str, Any]:
+    requests = histogram.count
+    kinds = dict(error_kinds or {})
+    if errors and not kinds:
+        kinds = {"failed": errors}
+    spectrum = histogram.percentiles(SPECTRUM) if requests else {}
+    return {
+        "requests": requests,
+        "errors": kinds,
+        "error_rate": (errors / requests) if requests else None,
+        "throughput_rps": (requests / duration_s) if duration_s and requests else None,
+        "latency_us": histogram.stats() if requests else {},
+        "spectrum": [[p, v] for p, v in spectrum.items()],
+    }
+
+
+def scopes_from_book(book: LatencyBook, duration_s: float | None,
+                     error_kinds: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
+    """Overall (``""``), per model, and per ``model/transport`` statistics."""
+    groups: dict[str, list] = defaultdict(list)
+    for key in book:
+        groups[""].append(key)
+        groups[key.model].append(key)
+        groups[f"{key.model}/{key.transport}"].append(key)
+    scopes: dict[str, dict[str, Any]] = {}
+    for scope, keys in sorted(groups.items()):
+        merged = LatencyHistogram()
+        errors = 0
+        for key in keys:
+            merged.merge(book.histogram(key))
+            errors += book.errors(key)
+        scopes[scope] = scope_stats(merged, errors, duration_s, error_kinds if scope == "" else None)
+    return scopes
+
+
+def error_kinds_from_locust(failures_csv: Path) -> dict[str, int]:
+    """Locust's ``*_failures.csv`` folded into ``{message (shortened): occurrences}``."""
+    kinds: Counter[str] = Counter()
+    try:
+        with failures_csv.open(newline="") as f:
+            for row in csv.DictReader(f):
+                message = " ".join((row.get("Error") or "?").split())
+                if len(message) > ERROR_KIND_CHARS:
+                    message = message[: ERROR_KIND_CHARS - 3] + "..."
+                kinds[message] += int(float(row.get("Occurrences") or 0))
+    except OSError:
+        return {}
+    return dict(kinds)
+
+
+def timeline_from_locust(history_csv: Path, max_rows: int = 3600) -> list[dict[str, Any]]:
+    """Per-second rows of Locust's ``*_stats_history.csv`` (the ``Aggregated`` line)."""
+    rows: list[dict[str, Any]] = []
+
+    def number(value: str | None) -> float | None:
+        try:
+            return float(value) if value not in (None, "", "N/A") else None
+        except ValueError:
+            return None
+
+    try:
+        with history_csv.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("Name") != "Aggregated" or len(rows) >= max_rows:
+                    continue
+                rows.append({"t": number(row.get("Timestamp")), "rps": number(row.get("Requests/s")),
+                             "failures_per_s": number(row.get("Failures/s")),
+                             "p50_ms": number(row.get("50%")), "p95_ms": number(row.get("95%")),
+                             "p99_ms": number(row.get("99%"))})
+    except OSError:
+        return []
+    return [r for r in rows if r["t"] is not None]
+
+
+def server_side_view(prometheus_view: Mapping[str, Mapping[str, Any]],
+                     scopes: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The server's counts and inference time beside the client's mean latency per model."""
+    out: dict[str, dict[str, Any]] = {}
+    for model, view in sorted(prometheus_view.items()):
+        client = (scopes.get(model) or {}).get("latency_us", {}).get("mean")
+        inference = view.get("inference_mean_us")
+        out[model] = {
+            **view,
+            "client_requests": (scopes.get(model) or {}).get("requests"),
+            "client_mean_us": client,
+            "overhead_us": (client - inference) if client is not None and inference is not None else None,
+        }
+    return out
+
+
+def summary_from_loadtest(document: Mapping[str, Any], run_dir: Path) -> dict[str, Any]:
+    """A ``summary.json`` body from a load test's ``latency.json`` and Locust's CSV files beside it."""
+    duration = document.get("duration_s")
+    book = LatencyBook.from_wire(document["hdr"])
+    kinds = error_kinds_from_locust(run_dir / "locust_failures.csv")
+    plan = document.get("plan") or {}
+    failures = sum(kinds.values()) or (document.get("total") or {}).get("errors") or 0
+    return {
+        "run": {
+            "id": document.get("run_id"), "kind": document.get("kind", "loadtest"),
+            "scenario": (f"{plan.get('mode', '?')}, mix {plan.get('mix')}, "
+                         f"transports {plan.get('transports')}"),
+            "arguments": plan, "started": document.get("started_at"), "ended": document.get("stopped_at"),
+            "duration_s": duration, "target": (document.get("target") or {}).get("rest"),
+            "revision": document.get("revision"), "machine": document.get("machine"),
+            "stop_reason": document.get("stop_reason"),
+        },
+        "scopes": scopes_from_book(book, duration, kinds),
+        "timeline": timeline_from_locust(run_dir / "locust_stats_history.csv"),
+        "warnings": list(document.get("warnings") or []),
+        "verdict": ("FAIL: " + str(document["error"])) if document.get("error")
+        else f"FAIL: {failures} failed requests" if failures else "PASS: no failed requests",
+    }

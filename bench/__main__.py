@@ -1,0 +1,149 @@
+"""``python -m bench {run,ab,sweep}``: benchmark, A/B in one run, saturation sweep.
+
+``run`` (the default, what ``tox -e bench`` does) measures the fixed mixed
+scenario against the reference deployment and writes ``reports/bench/<run-id>/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from reference.errors import HarnessError
+from reporting import compare, slo
+
+
+def _overrides(pairs: list[str]) -> dict:
+    import json
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise HarnessError(f"--set takes KEY=VALUE (a settings.json key), not {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bench.benchmark import BenchOptions, run_benchmark
+
+    options = BenchOptions(
+        seconds=args.seconds, warmup_s=args.warmup, users=args.users,
+        slos=[slo.parse_slo(s) for s in args.slo], baseline=args.baseline,
+        tolerance=args.tolerance, fail_on_regression=args.fail_on_regression,
+        settings_file=args.settings, overrides=_overrides(args.set),
+    )
+    result = run_benchmark(options)
+    overall = result.summary["scopes"].get("", {})
+    lat = overall.get("latency_us") or {}
+    print(f"{result.summary['verdict']}")
+    if lat:
+        print(f"overall: {overall['requests']} requests, {overall['throughput_rps']:.1f} req/s, "
+              f"p50 {lat['p50'] / 1000:.3f} ms, p99 {lat['p99'] / 1000:.3f} ms")
+    print(f"report: {result.report}")
+    return 1 if result.failed else 0
+
+
+def _cmd_ab(args: argparse.Namespace) -> int:
+    from bench.ab import AbOptions, run_ab
+
+    result = run_ab(AbOptions(
+        rounds=args.rounds, round_s=args.round_seconds, users=args.users,
+        a_settings=args.a_settings, b_settings=args.b_settings,
+        a_overrides=_overrides(args.a_set), b_overrides=_overrides(args.b_set),
+        a_models=args.a_models, b_models=args.b_models, tolerance=args.tolerance,
+        schedule=args.schedule,
+    ))
+    for metric, estimate in result.summary["ab"]["metrics"].items():
+        print(f"{metric}: B/A median {estimate['median']:.3f} "
+              f"(spread {estimate['low']:.3f} .. {estimate['high']:.3f}): {estimate['verdict']}")
+    print(f"report: {result.report}")
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from bench.sweep import SweepOptions, run_sweep
+
+    result = run_sweep(SweepOptions(
+        parallel_workers=[int(x) for x in args.parallel_workers.split(",")],
+        users=[int(x) for x in args.users.split(",")], step_s=args.step_seconds,
+        p99_limit_us=args.p99_limit_ms * 1000, transports=args.transports, mix=args.mix,
+    ))
+    for row in result.summary["sweep"]["best"]:
+        print(f"parallel_workers={row['parallel_workers']}: best {row['throughput_rps']:.1f} req/s "
+              f"under p99 {args.p99_limit_ms} ms (at {row['users']} users, p99 {row['p99_us'] / 1000:.2f} ms)"
+              if row["users"] else f"parallel_workers={row['parallel_workers']}: no step under the limit")
+    print(f"report: {result.report}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("run", help="the fixed mixed scenario against the reference deployment")
+    p.add_argument("--seconds", type=float, default=30.0, help="measured duration (default 30)")
+    p.add_argument("--warmup", type=float, default=5.0, help="warm-up, left out (default 5)")
+    p.add_argument("--users", type=int, default=8, help="concurrent users (default 8)")
+    p.add_argument("--slo", action="append", default=[], metavar="EXPR",
+                   help='threshold, repeatable: "p99<25ms", "error_rate<0.1%%", "mnist-svm/grpc:p50<5ms"')
+    p.add_argument("--baseline", type=Path, help="a summary.json to compare against")
+    p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
+                   help="relative change counted as noise against the baseline (default 0.10)")
+    p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when slower than the baseline")
+    p.add_argument("--settings", type=Path, default=Path("settings.json"), help="server settings file")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a server setting, e.g. --set parallel_workers=1")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("ab", help="two deployments side by side, measured interleaved")
+    p.add_argument("--rounds", type=int, default=8, help="rounds per side (default 8)")
+    p.add_argument("--round-seconds", type=float, default=5.0)
+    p.add_argument("--users", type=int, default=8)
+    p.add_argument("--a-settings", type=Path, default=Path("settings.json"))
+    p.add_argument("--b-settings", type=Path, default=Path("settings.json"))
+    p.add_argument("--a-set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--b-set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--a-models", type=Path, default=None, help="model repository of A (default models/)")
+    p.add_argument("--b-models", type=Path, default=None, help="model repository of B (default models/)")
+    p.add_argument("--tolerance", type=float, default=0.05)
+    p.add_argument("--schedule", choices=("together", "alternating"), default="together",
+                   help="load A and B at the same time in each round (default), or take turns")
+    p.set_defaults(func=_cmd_ab)
+
+    p = sub.add_parser("sweep", help="concurrency steps until a p99 limit or errors")
+    p.add_argument("--parallel-workers", default="0", help="comma-separated settings to sweep, e.g. 0,1,2")
+    p.add_argument("--users", default="1,2,4,8,16,32", help="concurrency steps")
+    p.add_argument("--step-seconds", type=float, default=8.0)
+    p.add_argument("--p99-limit-ms", type=float, default=50.0)
+    p.add_argument("--transports", default="rest,grpc")
+    p.add_argument("--mix", default="mnist-svm=3,mushroom-xgboost=1")
+    p.set_defaults(func=_cmd_sweep)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from oip.errors import OipError
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (HarnessError, OipError, slo.SloError, compare.BaselineError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

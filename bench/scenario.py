@@ -1,0 +1,77 @@
+"""The benchmark's fixed scenario and one measurement of it against a deployment.
+
+A measurement is one headless Locust run of ``loadtests/`` (the same scenarios
+users run), read back through its ``latency.json`` (HDR histograms, µs) and
+Locust's CSV files.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._harness import run_harness
+from reporting.summary import summary_from_loadtest
+
+# Both models (3:1) over both transports, closed loop, 8 users: what `tox -e bench` measures.
+FIXED_SCENARIO: dict[str, Any] = {
+    "name": "mixed-closed-8",
+    "users": 8,
+    "mix": "mnist-svm=3,mushroom-xgboost=1",
+    "transports": "rest,grpc",
+    "batch_size": 1,
+}
+LOCUST_FILES = ("locust.html", "locust_stats.csv", "locust_stats_history.csv",
+                "locust_failures.csv", "locust_exceptions.csv", "latency.json")
+
+
+@dataclass
+class Measurement:
+    returncode: int
+    latency: dict[str, Any]  # latency.json as written by loadtests/
+    run_dir: Path  # the Locust run's own folder
+    scopes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    timeline: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.latency.get("duration_s") or 0.0)
+
+    @property
+    def overall(self) -> dict[str, Any]:
+        return self.scopes.get("", {})
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self.latency.get("warnings") or [])
+
+    def copy_locust_files(self, dest: Path) -> None:
+        for name in LOCUST_FILES:
+            src = self.run_dir / name
+            if src.exists():
+                shutil.copy2(src, dest / name)
+
+
+def locust_args(scenario: dict[str, Any], seconds: float, rest_url: str, grpc_target: str,
+                extra: list[str] | None = None) -> list[str]:
+    users = int(scenario["users"])
+    return [
+        "--host", rest_url, "--grpc-host", grpc_target,
+        "-u", str(users), "-r", str(users), "-t", f"{max(1, round(seconds))}s",
+        "--mix", scenario["mix"], "--transports", scenario["transports"],
+        "--batch-size", str(scenario.get("batch_size", 1)),
+        *(extra or []),
+    ]
+
+
+def measure(rest_url: str, grpc_target: str, seconds: float, reports_root: Path,
+            scenario: dict[str, Any] | None = None, extra: list[str] | None = None) -> Measurement:
+    """One bounded Locust run against a deployment; its files land under ``reports_root``."""
+    scenario = scenario or FIXED_SCENARIO
+    args = locust_args(scenario, seconds, rest_url, grpc_target, extra)
+    run = run_harness(args, timeout=seconds + 120, reports_root=reports_root)
+    summary = summary_from_loadtest(run.report, run.run_dir)
+    return Measurement(returncode=run.returncode, latency=run.report, run_dir=run.run_dir,
+                       scopes=summary["scopes"], timeline=summary["timeline"])

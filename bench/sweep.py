@@ -1,0 +1,107 @@
+"""``python -m bench sweep``: concurrency steps until a p99 limit or errors are hit.
+
+For each ``parallel_workers`` setting, a fresh reference deployment is loaded
+with 1, 2, 4, ... closed-loop users (a short warm-up first); a setting's sweep
+stops at the first step whose p99 passes the limit or that has errors. The
+report gives, per setting, the highest throughput measured under the limit,
+and plots latency against throughput.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.scenario import FIXED_SCENARIO, measure
+from reference.server import ReferenceServer
+from reporting.runs import Run, new_run
+from reporting.writer import write_report
+
+
+@dataclass
+class SweepOptions:
+    parallel_workers: list[int] = field(default_factory=lambda: [0])
+    users: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    step_s: float = 8.0
+    warmup_s: float = 3.0
+    p99_limit_us: float = 50_000.0
+    transports: str = FIXED_SCENARIO["transports"]
+    mix: str = FIXED_SCENARIO["mix"]
+
+
+@dataclass
+class SweepResult:
+    run: Run
+    report: Path
+    summary: dict[str, Any]
+
+
+def best_under_limit(steps: list[dict[str, Any]], limit_us: float) -> dict[str, Any]:
+    ok = [s for s in steps if s["p99_us"] is not None and s["p99_us"] <= limit_us and not s["errors"]]
+    if not ok:
+        return {"users": None, "throughput_rps": None, "p99_us": None}
+    best = max(ok, key=lambda s: s["throughput_rps"] or 0)
+    return {"users": best["users"], "throughput_rps": best["throughput_rps"], "p99_us": best["p99_us"]}
+
+
+def run_sweep(options: SweepOptions) -> SweepResult:
+    run = new_run("sweep")
+    sweep: dict[str, Any] = {"p99_limit_us": options.p99_limit_us, "step_s": options.step_s,
+                             "transports": options.transports, "mix": options.mix, "steps": [], "best": []}
+    summary: dict[str, Any] = {
+        "run": {"id": run.run_id, "kind": "sweep", "scenario": f"closed loop, {options.transports}, "
+                f"{options.mix}", "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                "warmup_s": options.warmup_s, **run.meta},
+        "scopes": {}, "warnings": [], "verdict": "incomplete: the sweep did not finish", "sweep": sweep,
+    }
+    write_report(run, summary, draw_plots=False)
+    try:
+        for workers in options.parallel_workers:
+            steps: list[dict[str, Any]] = []
+            with ReferenceServer(ports="free", overrides={"parallel_workers": workers}) as server:
+                e = server.endpoints
+                summary["run"].setdefault("server", _identity(e.rest_url))
+                base = {**FIXED_SCENARIO, "transports": options.transports, "mix": options.mix}
+                scratch = run.path / "locust-runs" / f"pw{workers}"
+                if options.warmup_s > 0:
+                    measure(e.rest_url, e.grpc_target, options.warmup_s, scratch / "warmup",
+                            {**base, "users": max(options.users)})
+                for users in options.users:
+                    m = measure(e.rest_url, e.grpc_target, options.step_s, scratch / f"u{users}",
+                                {**base, "users": users})
+                    overall = m.overall
+                    lat = overall.get("latency_us") or {}
+                    step = {"parallel_workers": workers, "users": users,
+                            "throughput_rps": overall.get("throughput_rps"),
+                            "p50_us": lat.get("p50"), "p99_us": lat.get("p99"),
+                            "errors": sum((overall.get("errors") or {}).values())}
+                    steps.append(step)
+                    sweep["steps"].append(step)
+                    summary["warnings"] += [f"pw={workers} u={users}: {w}" for w in m.warnings]
+                    write_report(run, summary, draw_plots=False)
+                    if step["errors"] or (step["p99_us"] or 0) > options.p99_limit_us:
+                        break
+            sweep["best"].append({"parallel_workers": workers,
+                                  **best_under_limit(steps, options.p99_limit_us)})
+        ranked = sorted((b for b in sweep["best"] if b["throughput_rps"]),
+                        key=lambda b: b["throughput_rps"], reverse=True)
+        summary["verdict"] = (
+            f"best: parallel_workers={ranked[0]['parallel_workers']} at {ranked[0]['throughput_rps']:.0f} "
+            f"req/s under p99 {options.p99_limit_us / 1000:.0f} ms" if ranked
+            else "no setting stayed under the p99 limit"
+        )
+        summary["run"]["ended"] = datetime.now(UTC).isoformat(timespec="seconds")
+    except BaseException as exc:
+        summary["verdict"] = f"FAIL: the sweep stopped early: {exc}"
+        raise
+    finally:
+        report = write_report(run, summary)
+    return SweepResult(run, report, summary)
+
+
+def _identity(rest_url: str) -> dict[str, Any]:
+    from bench.deployment import server_identity
+
+    return server_identity(rest_url)
