@@ -3,20 +3,43 @@
 Used to check the load harness's own measurements: it serves ``mnist-svm`` and
 ``mushroom-xgboost`` over REST (HTTP/1.1 keep-alive) and gRPC on 127.0.0.1,
 holds each inference request for ``--delay-ms`` (every ``--slow-every``-th one
-for ``--slow-ms`` instead, to give the distribution a known tail), answers
-with the in-process oracle's prediction for the rows it received, and records
-the time it held each request in a microsecond HDR histogram (the *truth* a
-client's figures are compared with: ``GET /_delay/stats``).
+per transport for ``--slow-ms`` instead, to give the distribution a known
+tail) and answers with the in-process oracle's prediction for the rows it
+received. The delay each request was meant to get is the *truth* a client's
+figures are compared with.
+
+It is built to cost as little as possible on top of that delay, so that the
+known delay can serve as the truth:
+
+* REST is a bare ``asyncio.Protocol`` (uvloop when the process serves no
+  gRPC): keep-alive, ``Content-Length`` bodies only, no per-request JSON work
+  once a request body has been seen (the full HTTP answer, right and wrong, is
+  cached per path and body; the harness sends the same pre-encoded bodies
+  over and over).
+* gRPC is a ``grpc.aio`` server with a generic handler: bytes in, pre-serialised
+  ``ModelInferResponse`` bytes out, cached per request bytes.
+* The hold runs from the moment the request is fully received, so answering
+  work is hidden inside it, and ends on a Linux ``timerfd`` (asyncio's own
+  timers fire up to 1 ms late) armed ``--spin-us`` early, after which the loop
+  spins to the deadline: on a VM a sleeping CPU takes 0.1-0.6 ms to wake up.
+* :class:`DelayServer` runs REST and gRPC in two child processes, apart from
+  the load generator and from each other (no shared GIL, no shared loop).
+
+Per request it records, in microsecond HDR histograms: the delay it meant to
+hold (``intended``, the truth) and the time it really held the request
+(``held``: from the request fully received to the answer handed to the
+socket, REST, or returned to grpc, gRPC). ``GET /_delay/stats`` on the
+process's REST (control) port returns both; ``POST /_delay/reset`` clears them.
 
 Deliberate faults for tests: ``--wrong-every N`` returns a wrong prediction in
-every N-th answer; ``--no-grpc`` serves REST only.
+every N-th answer; ``--serve rest`` (or ``--no-grpc``) serves REST only.
 
-    python -m fakes.delay_server --delay-ms 5            # prints {"rest_port": ..., "grpc_port": ...}
+    python -m fakes.delay_server --delay-ms 5      # prints {"rest_port": ..., "grpc_port": ..., ...}
 
-or from Python (a child process, stopped on exit)::
+or from Python (child processes, stopped on exit)::
 
     with DelayServer(delay_ms=5) as server:
-        server.rest_url, server.grpc_target, server.truth()
+        server.rest_url, server.grpc_target, server.truth(), server.held()
 
 It stops by itself after ``--max-seconds`` and when its stdin closes (the
 parent ended), so it never outlives a test.
@@ -30,6 +53,7 @@ import contextlib
 import heapq
 import itertools
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -41,6 +65,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 
 if __package__ in (None, ""):  # `python fakes/delay_server.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -57,7 +82,17 @@ from reporting.latency import LatencyBook  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 DEFAULT_MAX_SECONDS = 900.0
+#: Wake this long before each deadline and spin to it (a VM's idle CPU wakes 0.1-0.6 ms late).
+DEFAULT_SPIN_US = 300.0
+#: At most this many seconds of spinning per second: under heavy load the timer just sleeps.
+SPIN_BUDGET = 0.2
 ENDPOINT = "infer"
+MODES = ("both", "rest", "grpc")
+CACHE_LIMIT = 50_000  # cached answers per transport (a miss only costs a parse)
+MAX_HEAD = 64 * 1024
+MAX_BODY = 256 * 1024 * 1024
+
+log = logging.getLogger("delay_server")
 
 
 # ------------------------------------------------------------------- answers
@@ -80,7 +115,8 @@ class Answers:
             predictions = oracle.predict(name, X)
             self._table[name] = {row.tobytes(): value for row, value in zip(X, predictions, strict=True)}
 
-    def predict(self, model: str, rows: np.ndarray) -> np.ndarray:
+    def predict(self, model: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The right prediction for ``rows`` and a wrong one (for ``--wrong-every``)."""
         spec = self.specs[model]
         rows = np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
         table = self._table[model]
@@ -88,75 +124,139 @@ class Answers:
         if any(v is None for v in values):
             values = list(self._oracle.predict(model, rows))
         dtype = np.int64 if spec.output_datatype == "INT64" else np.float32
-        out = np.asarray(values, dtype=dtype).reshape(-1, 1)
+        right = np.asarray(values, dtype=dtype).reshape(-1, 1)
+        wrong = (right + 1) % 10 if dtype == np.int64 else (1.0 - right).astype(np.float32)
+        return right, wrong
+
+    def choose(self, right: bytes, wrong: bytes) -> bytes:
+        """This answer's bytes: every ``wrong_every``-th answer (of this process) is the wrong one."""
+        if not self.wrong_every:
+            return right
         self._count += 1
-        if self.wrong_every and self._count % self.wrong_every == 0:
-            out = (out + 1) % 10 if dtype == np.int64 else (1.0 - out).astype(np.float32)
-        return out
+        return wrong if self._count % self.wrong_every == 0 else right
 
 
 class Behaviour:
-    """How long to hold each request, and the record of how long each was held."""
+    """How long to hold each request, and the record of what was meant and what was done."""
 
     def __init__(self, delay_ms: float, slow_every: int = 0, slow_ms: float = 0.0) -> None:
         self.delay_s = delay_ms / 1000.0
         self.slow_every = slow_every
         self.slow_s = slow_ms / 1000.0
-        self._count = 0
-        self.book = LatencyBook()
-        self.timer: PreciseTimer = None  # type: ignore[assignment]  # set in serve(), inside the loop
+        self._counts: dict[str, int] = {}
+        self.intended = LatencyBook()  # the delay each request was meant to get: the truth
+        self.held = LatencyBook()  # how long the server really held it
 
-    def next_delay(self) -> float:
-        self._count += 1
-        if self.slow_every and self._count % self.slow_every == 0:
+    def next_delay(self, transport: str) -> float:
+        """Seconds to hold the next request of ``transport`` (each transport has its own count)."""
+        count = self._counts[transport] = self._counts.get(transport, 0) + 1
+        if self.slow_every and count % self.slow_every == 0:
             return self.slow_s
         return self.delay_s
 
+    def record(self, model: str, transport: str, intended_s: float, held_s: float) -> None:
+        self.intended.record(model, transport, ENDPOINT, intended_s * 1e6)
+        self.held.record(model, transport, ENDPOINT, held_s * 1e6)
+
+    def clear(self) -> None:
+        self.intended.clear()
+        self.held.clear()
+        self._counts.clear()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"intended": self.intended.to_wire(), "held": self.held.to_wire()}
+
 
 class PreciseTimer:
-    """Wakes asyncio futures at ``time.monotonic()`` deadlines to ~0.1 ms.
+    """Runs callbacks at ``time.monotonic()`` deadlines to within a few microseconds.
 
-    asyncio's own timers fire up to ~1 ms late (epoll's millisecond timeout);
-    a ``timerfd`` armed for the earliest deadline and watched by the loop is
-    precise and costs nothing while idle. Without timerfd it falls back to
-    ``loop.call_at``.
+    asyncio's and uvloop's timers round up to whole milliseconds. A ``timerfd``
+    armed ``spin`` seconds before the earliest deadline and watched by the
+    loop wakes it in time, and the loop then spins to the deadline (a
+    VM's idle CPU takes 0.1-0.6 ms to wake: sleeping to the deadline itself
+    would deliver late). The spin blocks the loop for at most ``spin`` per
+    deadline, and for at most ``SPIN_BUDGET`` of any second (beyond that,
+    deadlines are slept to, and may be met late). Without timerfd it falls
+    back to ``loop.call_at``.
     """
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, spin: float = DEFAULT_SPIN_US / 1e6) -> None:
         self._loop = loop
-        self._heap: list[tuple[float, int, asyncio.Future]] = []
+        self.spin = max(spin, 0.0)
+        self._window = time.monotonic()  # spinning is capped at SPIN_BUDGET of each second
+        self._spun = 0.0
+        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._counter = itertools.count()
-        self._timer: TimerFd | None = TimerFd() if TimerFd.available() else None
+        self._timer: TimerFd | None = None
         self._armed: float | None = None
+        self._fallback: asyncio.TimerHandle | None = None
+        if TimerFd.available():
+            with contextlib.suppress(OSError):
+                self._timer = TimerFd()
         if self._timer is not None:
             loop.add_reader(self._timer.fd, self._fire)
 
+    @property
+    def precise(self) -> bool:
+        return self._timer is not None
+
+    def call_at(self, due: float, callback: Callable[..., None], *args: Any) -> None:
+        """Run ``callback(*args)`` in the loop at ``due`` (monotonic seconds), not before."""
+        heapq.heappush(self._heap, (due, next(self._counter), callback, args))
+        wake = due - self.spin
+        if self._armed is None or wake < self._armed:
+            self._arm(wake)
+
     def wait_until(self, due: float) -> asyncio.Future:
         future = self._loop.create_future()
-        if self._timer is None:
-            self._loop.call_at(self._loop.time() + (due - time.monotonic()), _resolve, future)
-            return future
-        heapq.heappush(self._heap, (due, next(self._counter), future))
-        if self._armed is None or due < self._armed:
-            self._armed = due
-            self._timer.arm(due)
+        self.call_at(due, _resolve, future)
         return future
 
+    def _arm(self, wake: float) -> None:
+        self._armed = wake
+        if self._timer is not None:
+            self._timer.arm(wake)
+            return
+        if self._fallback is not None:
+            self._fallback.cancel()
+        self._fallback = self._loop.call_at(self._loop.time() + (wake - time.monotonic()), self._fire)
+
+    def _may_spin(self, now: float) -> bool:
+        if now - self._window >= 1.0:
+            self._window, self._spun = now, 0.0
+        return self.spin > 0 and self._spun < SPIN_BUDGET
+
     def _fire(self) -> None:
-        assert self._timer is not None
-        self._timer.consume()
-        now = time.monotonic()
-        while self._heap and self._heap[0][0] <= now:
-            _resolve(heapq.heappop(self._heap)[2])
-        self._armed = self._heap[0][0] if self._heap else None
-        if self._armed is not None:
-            self._timer.arm(self._armed)
+        if self._timer is not None:
+            self._timer.consume()
+        self._armed = None
+        heap = self._heap
+        while heap:
+            due = heap[0][0]
+            now = time.monotonic()
+            if due > now:
+                if due > now + self.spin or not self._may_spin(now):
+                    break
+                began = now
+                while now < due:  # spin to the deadline
+                    now = time.monotonic()
+                self._spun += now - began
+            _, _, callback, args = heapq.heappop(heap)
+            try:
+                callback(*args)
+            except Exception:  # one broken answer must not stop the others
+                log.exception("delay server callback failed")
+        if heap:
+            due = heap[0][0]
+            self._arm(due - self.spin if self._may_spin(time.monotonic()) else due)
 
     def close(self) -> None:
         if self._timer is not None:
             self._loop.remove_reader(self._timer.fd)
             self._timer.close()
             self._timer = None
+        if self._fallback is not None:
+            self._fallback.cancel()
 
 
 def _resolve(future: asyncio.Future) -> None:
@@ -164,14 +264,11 @@ def _resolve(future: asyncio.Future) -> None:
         future.set_result(None)
 
 
-async def _hold(behaviour: Behaviour, received: float) -> None:
-    """Hold the request until ``received + delay``."""
-    await behaviour.timer.wait_until(received + behaviour.next_delay())
-
-
 # ---------------------------------------------------------------------- REST
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Error"}
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+            411: "Length Required", 413: "Payload Too Large", 431: "Request Header Fields Too Large",
+            500: "Internal Server Error"}
 
 
 def _http_response(status: int, body: bytes, content_type: str = "application/json") -> bytes:
@@ -180,173 +277,298 @@ def _http_response(status: int, body: bytes, content_type: str = "application/js
     return head.encode("latin-1") + body
 
 
-def _error(status: int, message: str) -> tuple[int, bytes]:
-    return status, json.dumps({"error": message}).encode()
+def _error(status: int, message: str) -> bytes:
+    return _http_response(status, json.dumps({"error": message}).encode())
+
+
+_OK_EMPTY = _http_response(200, b"")
 
 
 class RestApp:
-    def __init__(self, answers: Answers, behaviour: Behaviour) -> None:
+    """Routes and answers; an inference answer is cached as full HTTP responses (right, wrong)."""
+
+    def __init__(self, answers: Answers, behaviour: Behaviour, timer: PreciseTimer, *,
+                 infer: bool = True) -> None:
         self.answers = answers
         self.behaviour = behaviour
+        self.timer = timer
+        self.infer = infer  # False: a control port (stats, reset, health) of a gRPC-only process
+        self._cache: dict[tuple[bytes, bytes], tuple[str, bytes, bytes]] = {}
 
-    def _model_of(self, path: str) -> tuple[str | None, str | None, str]:
-        """(model, version, suffix) of /v2/models/{m}[/versions/{v}]{suffix}."""
-        parts = path.split("/")
-        if len(parts) < 4 or parts[1:3] != ["v2", "models"]:
-            return None, None, ""
-        model, rest = parts[3], parts[4:]
-        version = None
-        if rest[:1] == ["versions"] and len(rest) >= 2:
-            version, rest = rest[1], rest[2:]
-        return model, version, "/" + "/".join(rest) if rest else ""
-
-    async def handle(self, method: str, path: str, body: bytes, received: float) -> tuple[int, bytes]:
+    def route(self, method: bytes, target: bytes, body: bytes) -> bytes | tuple[str, bytes, bytes]:
+        """An immediate HTTP response, or an inference answer ``(model, right, wrong)`` to hold."""
+        if method == b"POST":
+            hit = self._cache.get((target, body))
+            if hit is not None:
+                return hit
+        path = target.split(b"?", 1)[0].decode("latin-1")
+        verb = method.decode("latin-1")
         if path == "/_delay/stats":
-            return 200, json.dumps(self.behaviour.book.to_wire()).encode()
-        if path == "/_delay/reset" and method == "POST":
-            self.behaviour.book.clear()
-            return 200, b"{}"
+            return _http_response(200, json.dumps(self.behaviour.to_wire()).encode())
+        if path == "/_delay/reset" and verb == "POST":
+            self.behaviour.clear()
+            return _http_response(200, b"{}")
         if path in ("/v2/health/live", "/v2/health/ready"):
-            return 200, b""
-        model, version, suffix = self._model_of(path)
+            return _OK_EMPTY
+        if not self.infer:
+            return _error(404, f"no route {path} (this port only serves /_delay/stats and /_delay/reset)")
+        model, version, suffix = _model_route(path)
+        specs = self.answers.specs
         if model is None:
             return _error(404, f"no route {path}")
-        if model not in self.answers.specs:
+        if model not in specs:
             return _error(404, f"Model {model} not found")
-        if version is not None and version != self.answers.specs[model].version:
+        if version is not None and version != specs[model].version:
             return _error(404, f"Model {model} with version {version} not found")
         if suffix == "/ready":
-            return 200, b""
-        if suffix != "/infer" or method != "POST":
-            return _error(404, f"no route {method} {path}")
+            return _OK_EMPTY
+        if suffix != "/infer" or verb != "POST":
+            return _error(404, f"no route {verb} {path}")
         try:
-            request = json.loads(body)
-            inputs = inputs_from_json_request(request)
-            rows = next(iter(inputs.values()))
-            prediction = self.answers.predict(model, rows)
-        except (ValueError, CodecError, StopIteration) as exc:
+            request = orjson.loads(body)
+            rows = next(iter(inputs_from_json_request(request).values()))
+            right, wrong = self.answers.predict(model, rows)
+            request_id = request.get("id", "")
+        except (ValueError, TypeError, AttributeError, CodecError, StopIteration) as exc:
             return _error(400, f"bad request: {exc}")
-        spec = self.answers.specs[model]
-        response = {
-            "model_name": model,
-            "model_version": spec.version,
-            "id": request.get("id", ""),
-            "parameters": {},
-            "outputs": [to_json_tensor(spec.output_name, prediction, spec.output_datatype)],
-        }
-        payload = json.dumps(response, separators=(",", ":")).encode()
-        await _hold(self.behaviour, received)
-        self.behaviour.book.record(model, "rest", ENDPOINT, (time.monotonic() - received) * 1e6)
-        return 200, payload
+        spec = specs[model]
 
-    async def connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
+        def answer(prediction: np.ndarray) -> bytes:
+            document = {"model_name": model, "model_version": spec.version, "id": request_id,
+                        "parameters": {},
+                        "outputs": [to_json_tensor(spec.output_name, prediction, spec.output_datatype)]}
+            return _http_response(200, json.dumps(document, separators=(",", ":")).encode())
+
+        entry = (model, answer(right), answer(wrong))
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[(target, body)] = entry
+        return entry
+
+
+def _model_route(path: str) -> tuple[str | None, str | None, str]:
+    """(model, version, suffix) of /v2/models/{m}[/versions/{v}]{suffix}."""
+    parts = path.split("/")
+    if len(parts) < 4 or parts[1:3] != ["v2", "models"]:
+        return None, None, ""
+    model, rest = parts[3], parts[4:]
+    version = None
+    if rest[:1] == ["versions"] and len(rest) >= 2:
+        version, rest = rest[1], rest[2:]
+    return model, version, "/" + "/".join(rest) if rest else ""
+
+
+class RestProtocol(asyncio.Protocol):
+    """One HTTP/1.1 connection: keep-alive, Content-Length bodies, one request at a time.
+
+    A request's hold starts when its last byte arrives (``data_received``);
+    pipelined requests wait in the buffer until the one before is answered.
+    """
+
+    def __init__(self, app: RestApp) -> None:
+        self.app = app
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        received = time.monotonic()
+        self.buffer += data
+        if not self.busy:
+            self._next(received)
+
+    def _next(self, received: float) -> None:
+        buffer = self.buffer
+        while buffer and not self.busy and self.transport is not None:
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD:
+                    self._reject(431, "request head too large")
+                return
+            head = bytes(buffer[:end])
+            line, _, _ = head.partition(b"\r\n")
+            parts = line.split(b" ")
+            if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+                self._reject(400, f"not an HTTP/1.x request line: {line[:80]!r}")
+                return
+            method, target, version = parts
+            lower = head.lower()
+            if b"\r\ntransfer-encoding:" in lower:
+                self._reject(411, "only Content-Length bodies are supported")
+                return
+            length = 0
+            at = lower.find(b"\r\ncontent-length:")
+            if at >= 0:
+                stop = lower.find(b"\r\n", at + 2)
                 try:
-                    head = await reader.readuntil(b"\r\n\r\n")
-                except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
-                    return
-                received = time.monotonic()
-                lines = head.decode("latin-1").split("\r\n")
-                try:
-                    method, target, _ = lines[0].split(" ", 2)
+                    length = int(head[at + 17:stop if stop >= 0 else len(head)].strip())
                 except ValueError:
-                    writer.write(_http_response(400, b""))
+                    self._reject(400, "bad Content-Length")
                     return
-                headers = {}
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    if name:
-                        headers[name.strip().lower()] = value.strip()
-                length = int(headers.get("content-length", "0") or 0)
-                body = await reader.readexactly(length) if length else b""
-                if length:
-                    received = time.monotonic()
-                status, payload = await self.handle(method, target.split("?", 1)[0], body, received)
-                writer.write(_http_response(status, payload))
-                await writer.drain()
-                if headers.get("connection", "").lower() == "close":
+                if not 0 <= length <= MAX_BODY:
+                    self._reject(413, f"Content-Length {length} out of range")
                     return
-        except (ConnectionError, asyncio.IncompleteReadError):
+            total = end + 4 + length
+            if len(buffer) < total:
+                return
+            body = bytes(buffer[end + 4:total])
+            del buffer[:total]
+            if version == b"HTTP/1.1":
+                keep_alive = b"\r\nconnection: close" not in lower
+            else:
+                keep_alive = b"\r\nconnection: keep-alive" in lower
+            self._dispatch(method, target, body, received, keep_alive)
+            received = time.monotonic()  # a pipelined request starts when this one is done
+
+    def _dispatch(self, method: bytes, target: bytes, body: bytes, received: float, keep_alive: bool) -> None:
+        app = self.app
+        routed = app.route(method, target, body)
+        if isinstance(routed, bytes):
+            self._send(routed, keep_alive)
             return
-        finally:
-            with contextlib.suppress(Exception):
-                writer.close()
+        model, right, wrong = routed
+        delay = app.behaviour.next_delay("rest")
+        self.busy = True
+        app.timer.call_at(received + delay, self._respond, app.answers.choose(right, wrong), model,
+                          received, delay, keep_alive)
+
+    def _respond(self, response: bytes, model: str, received: float, delay: float, keep_alive: bool) -> None:
+        transport = self.transport
+        if transport is None:
+            return  # the client went away
+        transport.write(response)
+        self.app.behaviour.record(model, "rest", delay, time.monotonic() - received)
+        self.busy = False
+        if not keep_alive:
+            transport.close()
+        elif self.buffer:
+            self._next(time.monotonic())
+
+    def _send(self, response: bytes, keep_alive: bool) -> None:
+        assert self.transport is not None
+        self.transport.write(response)
+        if not keep_alive:
+            self.transport.close()
+
+    def _reject(self, status: int, message: str) -> None:
+        self.buffer.clear()
+        self._send(_error(status, message), keep_alive=False)
 
 
 # ---------------------------------------------------------------------- gRPC
 
+GRPC_SERVICE = "inference.GRPCInferenceService"
 
-def _grpc_servicer(answers: Answers, behaviour: Behaviour) -> Any:
+
+def grpc_handler(answers: Answers, behaviour: Behaviour, timer: PreciseTimer) -> Any:
+    """A generic handler: ModelInfer takes and returns bytes (answers cached per request bytes)."""
     import grpc
+    from google.protobuf.message import DecodeError
 
-    from oip._pb import pb, pb_grpc
+    from oip._pb import pb
 
-    class Servicer(pb_grpc.GRPCInferenceServiceServicer):
-        async def ServerLive(self, request: Any, context: Any) -> Any:  # noqa: N802 (gRPC names)
-            return pb.ServerLiveResponse(live=True)
+    cache: dict[bytes, tuple[str, bytes, bytes]] = {}
 
-        async def ServerReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-            return pb.ServerReadyResponse(ready=True)
+    async def entry_for(raw: bytes, context: Any) -> tuple[str, bytes, bytes]:
+        try:
+            request = pb.ModelInferRequest.FromString(raw)
+        except DecodeError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a ModelInferRequest: {exc}")
+        spec = answers.specs.get(request.model_name)
+        if spec is None or request.model_version not in ("", spec.version):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.model_name} not found")
+        try:
+            rows = next(iter(inputs_from_grpc_request(request).values()))
+            right, wrong = answers.predict(spec.name, rows)
+        except (CodecError, StopIteration) as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
 
-        async def ModelReady(self, request: Any, context: Any) -> Any:  # noqa: N802
-            spec = answers.specs.get(request.name)
-            if spec is None or request.version not in ("", spec.version):
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
-            return pb.ModelReadyResponse(ready=True)
-
-        async def ModelInfer(self, request: Any, context: Any) -> Any:  # noqa: N802
-            received = time.monotonic()
-            spec = answers.specs.get(request.model_name)
-            if spec is None or request.model_version not in ("", spec.version):
-                await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.model_name} not found")
-            try:
-                rows = next(iter(inputs_from_grpc_request(request).values()))
-                prediction = answers.predict(spec.name, rows)
-            except (CodecError, StopIteration) as exc:
-                await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
-            response = build_infer_response(
+        def answer(prediction: np.ndarray) -> bytes:
+            return build_infer_response(
                 spec.name, {spec.output_name: prediction}, model_version=spec.version, id=request.id,
                 datatypes={spec.output_name: spec.output_datatype},
-            )
-            await _hold(behaviour, received)
-            behaviour.book.record(spec.name, "grpc", ENDPOINT, (time.monotonic() - received) * 1e6)
-            return response
+            ).SerializeToString()
 
-    return Servicer()
+        entry = (spec.name, answer(right), answer(wrong))
+        if len(cache) >= CACHE_LIMIT:
+            cache.clear()
+        cache[raw] = entry
+        return entry
+
+    async def model_infer(raw: bytes, context: Any) -> bytes:
+        received = time.monotonic()
+        entry = cache.get(raw)
+        if entry is None:
+            entry = await entry_for(raw, context)
+        model, right, wrong = entry
+        delay = behaviour.next_delay("grpc")
+        response = answers.choose(right, wrong)
+        await timer.wait_until(received + delay)
+        behaviour.record(model, "grpc", delay, time.monotonic() - received)
+        return response
+
+    async def server_live(request: Any, context: Any) -> Any:
+        return pb.ServerLiveResponse(live=True)
+
+    async def server_ready(request: Any, context: Any) -> Any:
+        return pb.ServerReadyResponse(ready=True)
+
+    async def model_ready(request: Any, context: Any) -> Any:
+        spec = answers.specs.get(request.name)
+        if spec is None or request.version not in ("", spec.version):
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
+        return pb.ModelReadyResponse(ready=True)
+
+    def typed(fn: Callable[..., Any], request: Any, response: Any) -> Any:
+        return grpc.unary_unary_rpc_method_handler(
+            fn, request_deserializer=request.FromString, response_serializer=response.SerializeToString)
+
+    return grpc.method_handlers_generic_handler(GRPC_SERVICE, {
+        "ModelInfer": grpc.unary_unary_rpc_method_handler(model_infer),  # bytes in, bytes out
+        "ServerLive": typed(server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
+        "ServerReady": typed(server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
+        "ModelReady": typed(model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
+    })
 
 
 # ---------------------------------------------------------------------- main
 
 
 async def serve(args: argparse.Namespace, announce: Callable[[dict[str, Any]], None]) -> None:
+    loop = asyncio.get_running_loop()
+    mode = "rest" if args.no_grpc else args.serve
     answers = Answers(wrong_every=args.wrong_every)
     behaviour = Behaviour(args.delay_ms, args.slow_every, args.slow_ms)
-    behaviour.timer = PreciseTimer(asyncio.get_running_loop())
-    rest = await asyncio.start_server(RestApp(answers, behaviour).connection, LOOPBACK, args.rest_port,
-                                      limit=1 << 24)
-    rest_port = rest.sockets[0].getsockname()[1]
+    timer = PreciseTimer(loop, args.spin_us / 1e6)
+    app = RestApp(answers, behaviour, timer, infer=mode in ("both", "rest"))
+    rest = await loop.create_server(lambda: RestProtocol(app), LOOPBACK, args.rest_port)
+    control_port = rest.sockets[0].getsockname()[1]
     grpc_server = None
     grpc_port = None
-    if not args.no_grpc:
+    if mode in ("both", "grpc"):
         import grpc
 
-        from oip._pb import pb_grpc
-
         grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(_grpc_servicer(answers, behaviour), grpc_server)
+        grpc_server.add_generic_rpc_handlers((grpc_handler(answers, behaviour, timer),))
         grpc_port = grpc_server.add_insecure_port(f"{LOOPBACK}:{args.grpc_port}")
         await grpc_server.start()
-    announce({"rest_port": rest_port, "grpc_port": grpc_port, "pid": os.getpid()})
+    announce({"rest_port": control_port if app.infer else None, "grpc_port": grpc_port,
+              "control_port": control_port, "pid": os.getpid(), "precise_timer": timer.precise,
+              "loop": type(loop).__module__.split(".")[0]})
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
     loop.call_later(args.max_seconds, stop.set)
     if args.watch_stdin:
         loop.run_in_executor(None, _wait_for_eof, loop, stop)
     await stop.wait()
     rest.close()
-    behaviour.timer.close()
+    timer.close()
     if grpc_server is not None:
         await grpc_server.stop(0.5)
 
@@ -358,13 +580,33 @@ def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     loop.call_soon_threadsafe(stop.set)
 
 
+def _loop_factory(choice: str, mode: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop for a REST-only process ("auto"); grpc.aio stays on asyncio's own loop."""
+    if choice == "asyncio" or (choice == "auto" and mode != "rest"):
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise
+        return None
+    return uvloop.new_event_loop
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m fakes.delay_server", description=__doc__.split("\n")[0])
     p.add_argument("--delay-ms", type=float, default=5.0, help="how long each inference is held")
-    p.add_argument("--slow-every", type=int, default=0, help="every N-th inference is held --slow-ms instead")
+    p.add_argument("--slow-every", type=int, default=0,
+                   help="every N-th inference (per transport) is held --slow-ms instead")
     p.add_argument("--slow-ms", type=float, default=20.0)
     p.add_argument("--wrong-every", type=int, default=0, help="every N-th answer is wrong (1: all)")
-    p.add_argument("--no-grpc", action="store_true", help="serve REST only")
+    p.add_argument("--serve", choices=MODES, default="both",
+                   help="what this process serves; 'grpc' keeps a REST port for /_delay/* only")
+    p.add_argument("--no-grpc", action="store_true", help="serve REST only (same as --serve rest)")
+    p.add_argument("--spin-us", type=float, default=DEFAULT_SPIN_US,
+                   help="wake this long before each deadline and spin to it (0: sleep to it)")
+    p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
+                   help="event loop; auto: uvloop when serving REST only")
     p.add_argument("--rest-port", type=int, default=0, help="0: a free port")
     p.add_argument("--grpc-port", type=int, default=0, help="0: a free port")
     p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="stop after this long")
@@ -374,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    for name in ("delay_ms", "slow_ms"):
+    for name in ("delay_ms", "slow_ms", "spin_us"):
         if getattr(args, name) < 0:
             print(f"error: --{name.replace('_', '-')} must be 0 or more", file=sys.stderr)
             return 2
@@ -382,88 +624,63 @@ def main(argv: list[str] | None = None) -> int:
     def announce(ports: dict[str, Any]) -> None:
         print(json.dumps(ports), flush=True)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args, announce))
+    factory = _loop_factory(args.loop, "rest" if args.no_grpc else args.serve)
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(args, announce))
     return 0
 
 
 # ------------------------------------------------------------ Python handle
 
 
-class DelayServer:
-    """Runs the delay server as a child process on free loopback ports (a context manager)."""
+class _Child:
+    """One delay-server process: started, its announcement read, stopped."""
 
-    def __init__(self, delay_ms: float = 5.0, *, slow_every: int = 0, slow_ms: float = 20.0,
-                 wrong_every: int = 0, grpc: bool = True, max_seconds: float = DEFAULT_MAX_SECONDS,
-                 startup_timeout: float = 60.0) -> None:
-        self.args = ["--delay-ms", str(delay_ms), "--slow-every", str(slow_every), "--slow-ms", str(slow_ms),
-                     "--wrong-every", str(wrong_every), "--max-seconds", str(max_seconds), "--watch-stdin"]
-        if not grpc:
-            self.args.append("--no-grpc")
-        self.startup_timeout = startup_timeout
-        self.process: subprocess.Popen | None = None
-        self.rest_port: int | None = None
-        self.grpc_port: int | None = None
-        self._stderr: Any = None
-
-    @property
-    def rest_url(self) -> str:
-        return f"http://{LOOPBACK}:{self.rest_port}"
-
-    @property
-    def grpc_target(self) -> str:
-        return f"{LOOPBACK}:{self.grpc_port}"
-
-    def start(self) -> DelayServer:
+    def __init__(self, args: list[str]) -> None:
         root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         # stderr goes to a file: a pipe nobody reads could fill up and stall the server.
-        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "fakes.delay_server", *self.args],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, cwd=root, env=env,
+        self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.process: subprocess.Popen | None = subprocess.Popen(
+            [sys.executable, "-m", "fakes.delay_server", *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, cwd=root, env=env,
         )
-        line = self._read_line()
-        ports = json.loads(line)
-        self.rest_port, self.grpc_port = ports["rest_port"], ports["grpc_port"]
-        return self
+        self.info: dict[str, Any] = {}
 
-    def _read_line(self) -> bytes:
+    def announcement(self, timeout: float) -> dict[str, Any]:
         import selectors
 
-        assert self.process is not None and self.process.stdout is not None
+        process = self.process
+        assert process is not None and process.stdout is not None
         with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
-            if not selector.select(self.startup_timeout):
-                self.stop()
-                raise RuntimeError(f"the delay server did not start within {self.startup_timeout:.0f}s")
-        line = self.process.stdout.readline()
+            selector.register(process.stdout, selectors.EVENT_READ)
+            if not selector.select(timeout):
+                raise RuntimeError(f"the delay server did not start within {timeout:.0f}s")
+        line = process.stdout.readline()
         if not line:
-            self.process.wait(timeout=10)
-            self._stderr.seek(0)
-            err = self._stderr.read().decode(errors="replace")
-            self.stop()
+            process.wait(timeout=10)
+            self.stderr.seek(0)
+            err = self.stderr.read().decode(errors="replace")
             raise RuntimeError(f"the delay server exited while starting:\n{err[-2000:]}")
-        return line
+        self.info = json.loads(line)
+        return self.info
 
-    def truth(self) -> LatencyBook:
-        """What the server measured: how long it held each request (microseconds)."""
-        with urllib.request.urlopen(self.rest_url + "/_delay/stats", timeout=10) as response:
-            return LatencyBook.from_wire(json.loads(response.read()))
+    @property
+    def control_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.info['control_port']}"
 
-    def reset(self) -> None:
-        request = urllib.request.Request(self.rest_url + "/_delay/reset", data=b"", method="POST")
-        with urllib.request.urlopen(request, timeout=10):
-            pass
+    def close_stdin(self) -> None:
+        """Ask it to stop (it exits when its stdin closes)."""
+        if self.process is not None and self.process.stdin and not self.process.stdin.closed:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
 
     def stop(self) -> None:
+        self.close_stdin()
         process, self.process = self.process, None
         if process is None:
             return
-        with contextlib.suppress(OSError):
-            if process.stdin:
-                process.stdin.close()
         try:
             process.wait(timeout=5)
         except subprocess.TimeoutExpired:
@@ -475,7 +692,94 @@ class DelayServer:
                 process.wait()
         if process.stdout:
             process.stdout.close()
-        self._stderr.close()
+        self.stderr.close()
+
+
+class DelayServer:
+    """Runs the delay server as child processes on free loopback ports (a context manager).
+
+    REST and gRPC get a process each (``separate=True``, the default), so that
+    neither the load generator nor the other transport shares their GIL and
+    loop; ``separate=False`` serves both from one process.
+    """
+
+    def __init__(self, delay_ms: float = 5.0, *, slow_every: int = 0, slow_ms: float = 20.0,
+                 wrong_every: int = 0, grpc: bool = True, separate: bool = True,
+                 spin_us: float = DEFAULT_SPIN_US, max_seconds: float = DEFAULT_MAX_SECONDS,
+                 startup_timeout: float = 60.0) -> None:
+        self.args = ["--delay-ms", str(delay_ms), "--slow-every", str(slow_every), "--slow-ms", str(slow_ms),
+                     "--wrong-every", str(wrong_every), "--spin-us", str(spin_us),
+                     "--max-seconds", str(max_seconds), "--watch-stdin"]
+        self.modes = (["rest", "grpc"] if separate else ["both"]) if grpc else ["rest"]
+        self.startup_timeout = startup_timeout
+        self.children: list[_Child] = []
+        self.rest_port: int | None = None
+        self.grpc_port: int | None = None
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.rest_port}"
+
+    @property
+    def grpc_target(self) -> str:
+        return f"{LOOPBACK}:{self.grpc_port}"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process id per transport ("rest", "grpc")."""
+        out = {}
+        for child in self.children:
+            for transport in ("rest", "grpc"):
+                if child.info.get(f"{transport}_port"):
+                    out[transport] = int(child.info["pid"])
+        return out
+
+    def start(self) -> DelayServer:
+        try:
+            # all start at once (each loads the oracle), then each announces its ports
+            self.children = [_Child([*self.args, "--serve", mode]) for mode in self.modes]
+            for child in self.children:
+                info = child.announcement(self.startup_timeout)
+                self.rest_port = info["rest_port"] or self.rest_port
+                self.grpc_port = info["grpc_port"] or self.grpc_port
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _stats(self) -> tuple[LatencyBook, LatencyBook]:
+        intended, held = LatencyBook(), LatencyBook()
+        for child in self.children:
+            with urllib.request.urlopen(child.control_url + "/_delay/stats", timeout=10) as response:
+                wire = json.loads(response.read())
+            intended.merge(LatencyBook.from_wire(wire["intended"]))
+            held.merge(LatencyBook.from_wire(wire["held"]))
+        return intended, held
+
+    def truth(self) -> LatencyBook:
+        """The truth: the delay each answered inference was meant to get (microseconds)."""
+        return self._stats()[0]
+
+    def held(self) -> LatencyBook:
+        """How long the server really held each answered inference (microseconds)."""
+        return self._stats()[1]
+
+    def stats(self) -> tuple[LatencyBook, LatencyBook]:
+        """``(truth(), held())`` in one go."""
+        return self._stats()
+
+    def reset(self) -> None:
+        for child in self.children:
+            request = urllib.request.Request(child.control_url + "/_delay/reset", data=b"", method="POST")
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+
+    def stop(self) -> None:
+        children, self.children = self.children, []
+        for child in children:  # all at once, then wait for each
+            child.close_stdin()
+        for child in children:
+            child.stop()
 
     def __enter__(self) -> DelayServer:
         return self.start()
