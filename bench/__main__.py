@@ -57,7 +57,7 @@ def _cmd_ab(args: argparse.Namespace) -> int:
         a_settings=args.a_settings, b_settings=args.b_settings,
         a_overrides=_overrides(args.a_set), b_overrides=_overrides(args.b_set),
         a_models=args.a_models, b_models=args.b_models, tolerance=args.tolerance,
-        schedule=args.schedule,
+        transports=args.transports, mix=args.mix,
     ))
     for metric, estimate in result.summary["ab"]["metrics"].items():
         print(f"{metric}: B/A median {estimate['median']:.3f} "
@@ -113,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--a-models", type=Path, default=None, help="model repository of A (default models/)")
     p.add_argument("--b-models", type=Path, default=None, help="model repository of B (default models/)")
     p.add_argument("--tolerance", type=float, default=0.05)
-    p.add_argument("--schedule", choices=("together", "alternating"), default="together",
-                   help="load A and B at the same time in each round (default), or take turns")
+    p.add_argument("--transports", default="rest,grpc")
+    p.add_argument("--mix", default="mnist-svm=3,mushroom-xgboost=1")
     p.set_defaults(func=_cmd_ab)
 
     p = sub.add_parser("sweep", help="concurrency steps until a p99 limit or errors")

@@ -96,7 +96,7 @@ def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
     if ab:
         lines += ["", "## A/B in one run (interleaved rounds, ratio B/A)", ""]
         lines += [f"A: {ab.get('a_label')}; B: {ab.get('b_label')}; {ab.get('rounds')} rounds of "
-                  f"{ab.get('round_s')} s each, schedule `{ab.get('schedule', '?')}`", ""]
+                  f"{ab.get('round_s')} s each, alternating (order: {' '.join(ab.get('order', []))})", ""]
         rows = [[m, f"{e['median']:.3f}", f"{e['low']:.3f} .. {e['high']:.3f}", e["verdict"]]
                 for m, e in ab.get("metrics", {}).items()]
         lines += _table(["metric", "median ratio", "spread (min .. max)", "verdict"], rows)
