@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from reference.errors import HarnessError
+from reference.paths import SETTINGS_FILE
 from reporting import compare, slo
 
 
@@ -97,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
                    help="relative change counted as noise against the baseline (default 0.10)")
     p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when slower than the baseline")
-    p.add_argument("--settings", type=Path, default=Path("settings.json"), help="server settings file")
+    p.add_argument("--settings", type=Path, default=SETTINGS_FILE, help="server settings file")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a server setting, e.g. --set parallel_workers=1")
     p.set_defaults(func=_cmd_run)
@@ -105,15 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ab", help="two deployments side by side, measured interleaved")
     p.add_argument("--rounds", type=int, default=8, help="rounds per side (default 8)")
     p.add_argument("--round-seconds", type=float, default=5.0)
-    p.add_argument("--users", type=int, default=8)
-    p.add_argument("--a-settings", type=Path, default=Path("settings.json"))
-    p.add_argument("--b-settings", type=Path, default=Path("settings.json"))
+    p.add_argument("--users", type=int, default=4)
+    p.add_argument("--a-settings", type=Path, default=SETTINGS_FILE)
+    p.add_argument("--b-settings", type=Path, default=SETTINGS_FILE)
     p.add_argument("--a-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--b-set", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--a-models", type=Path, default=None, help="model repository of A (default models/)")
     p.add_argument("--b-models", type=Path, default=None, help="model repository of B (default models/)")
     p.add_argument("--tolerance", type=float, default=0.05)
-    p.add_argument("--transports", default="rest,grpc")
+    p.add_argument("--transports", default="rest",
+                   help="default rest: MLServer's gRPC starvation under mixed load swamps the ratio")
     p.add_argument("--mix", default="mnist-svm=3,mushroom-xgboost=1")
     p.set_defaults(func=_cmd_ab)
 
