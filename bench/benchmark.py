@@ -110,8 +110,7 @@ def run_benchmark(options: BenchOptions) -> BenchResult:
         if not prometheus_view:
             summary["warnings"].append(f"no Prometheus figures from {e.metrics_url}")
         summary["warnings"] += result.warnings
-        scopes = {k: v for k, v in result.scopes.items()}
-        summary["slo"] = slo.evaluate(options.slos, scopes)
+        summary["slo"] = slo.evaluate(options.slos, result.scopes)
         if baseline is not None:
             summary["comparison"] = compare.compare_to_baseline(summary, baseline,
                                                                tolerance=options.tolerance)
