@@ -11,12 +11,13 @@ figures are compared with.
 It is built to cost as little as possible on top of that delay, so that the
 known delay can serve as the truth:
 
-* REST is a bare ``asyncio.Protocol`` (uvloop when the process serves no
-  gRPC): keep-alive, ``Content-Length`` bodies only, no per-request JSON work
-  once a request body has been seen (the full HTTP answer, right and wrong, is
+* REST is a bare ``asyncio.Protocol`` on uvloop: keep-alive,
+  ``Content-Length`` bodies only, no per-request JSON work once a request
+  body has been seen (the full HTTP answer, right and wrong, is
   cached per path and body; the harness sends the same pre-encoded bodies
   over and over).
-* gRPC is a ``grpc.aio`` server with a generic handler: bytes in, pre-serialised
+* gRPC is a bare HTTP/2 ``asyncio.Protocol`` too (:mod:`oip.h2`; grpcio's
+  server costs 0.5-1.5 ms a call on a small VM): pre-serialised
   ``ModelInferResponse`` bytes out, cached per request bytes.
 * The hold runs from the moment the request is fully received, so answering
   work is hidden inside it, and ends on a Linux ``timerfd`` (asyncio's own
@@ -55,6 +56,7 @@ import itertools
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -70,7 +72,8 @@ import orjson
 if __package__ in (None, ""):  # `python fakes/delay_server.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests._schedule import TimerFd  # noqa: E402
+from loadtests._schedule import SpinBudget, TimerFd  # noqa: E402
+from oip import h2  # noqa: E402
 from oip.codec import (  # noqa: E402
     build_infer_response,
     inputs_from_grpc_request,
@@ -78,6 +81,7 @@ from oip.codec import (  # noqa: E402
     to_json_tensor,
 )
 from oip.errors import CodecError  # noqa: E402
+from oip.precise import enable_stamps, monotonic_of, recv_stamped  # noqa: E402
 from reporting.latency import LatencyBook  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
@@ -183,8 +187,7 @@ class PreciseTimer:
     def __init__(self, loop: asyncio.AbstractEventLoop, spin: float = DEFAULT_SPIN_US / 1e6) -> None:
         self._loop = loop
         self.spin = max(spin, 0.0)
-        self._window = time.monotonic()  # spinning is capped at SPIN_BUDGET of each second
-        self._spun = 0.0
+        self._budget = SpinBudget(SPIN_BUDGET)  # spinning is capped at SPIN_BUDGET of each second
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
         self._counter = itertools.count()
         self._timer: TimerFd | None = None
@@ -222,9 +225,7 @@ class PreciseTimer:
         self._fallback = self._loop.call_at(self._loop.time() + (wake - time.monotonic()), self._fire)
 
     def _may_spin(self, now: float) -> bool:
-        if now - self._window >= 1.0:
-            self._window, self._spun = now, 0.0
-        return self.spin > 0 and self._spun < SPIN_BUDGET
+        return self.spin > 0 and self._budget.allows(now)
 
     def _fire(self) -> None:
         if self._timer is not None:
@@ -237,10 +238,7 @@ class PreciseTimer:
             if due > now:
                 if due > now + self.spin or not self._may_spin(now):
                     break
-                began = now
-                while now < due:  # spin to the deadline
-                    now = time.monotonic()
-                self._spun += now - began
+                self._budget.spin_until(due)
             _, _, callback, args = heapq.heappop(heap)
             try:
                 callback(*args)
@@ -262,6 +260,124 @@ class PreciseTimer:
 def _resolve(future: asyncio.Future) -> None:
     if not future.done():
         future.set_result(None)
+
+
+# ------------------------------------------------------------------ sockets
+
+
+class StampedTransport:
+    """A minimal asyncio transport whose reads carry the kernel's arrival time.
+
+    asyncio's transports read with ``recv``, so a protocol can only note when
+    the loop got round to the bytes, which on a VM whose idle CPU takes
+    0.1-0.6 ms to wake is well after they arrived. This one reads with
+    ``recvmsg`` and ``SO_TIMESTAMPNS`` and calls
+    ``protocol.data_received(data, arrival)`` with the arrival on the
+    ``time.monotonic()`` clock, so a hold starts when the request really
+    arrived. Writes go straight to the socket; what does not fit waits for
+    it to drain.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, protocol: Any) -> None:
+        self.loop, self.sock, self.protocol = loop, sock, protocol
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.stamps = enable_stamps(sock)
+        self.fd = sock.fileno()
+        self.pending = bytearray()
+        self.closing = False
+        loop.add_reader(self.fd, self._read)
+        protocol.connection_made(self)
+
+    def _read(self) -> None:
+        try:
+            data, stamp = recv_stamped(self.sock, 256 * 1024)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._lost()
+            return
+        if not data:
+            self._lost()
+            return
+        self.protocol.data_received(data, time.monotonic() if stamp is None else monotonic_of(stamp))
+
+    def write(self, data: bytes) -> None:
+        if self.closing and self.sock.fileno() < 0:
+            return
+        if self.pending:
+            self.pending += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:
+            self._lost()
+            return
+        if sent < len(data):
+            self.pending += data[sent:]
+            self.loop.add_writer(self.fd, self._drain)
+
+    def _drain(self) -> None:
+        try:
+            sent = self.sock.send(self.pending)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            self._lost()
+            return
+        del self.pending[:sent]
+        if not self.pending:
+            self.loop.remove_writer(self.fd)
+            if self.closing:
+                self._lost()
+
+    def close(self) -> None:
+        """Close once everything written has gone out."""
+        self.closing = True
+        if not self.pending:
+            self._lost()
+
+    def _lost(self) -> None:
+        if self.fd < 0:
+            return
+        self.loop.remove_reader(self.fd)
+        self.loop.remove_writer(self.fd)
+        self.fd = -1
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.protocol.connection_lost(None)
+
+
+def serve_stamped(loop: asyncio.AbstractEventLoop, port: int,
+                  protocol_factory: Callable[[], Any]) -> socket.socket:
+    """Listen on ``LOOPBACK:port`` (0: a free port); every connection gets a :class:`StampedTransport`."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((LOOPBACK, port))
+    listener.listen(128)
+    listener.setblocking(False)
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                log.warning("accept failed: %s", exc)
+                return
+            StampedTransport(loop, conn, protocol_factory())
+
+    loop.add_reader(listener.fileno(), accept)
+    return listener
+
+
+def stop_serving(loop: asyncio.AbstractEventLoop, listener: socket.socket) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        loop.remove_reader(listener.fileno())
+    listener.close()
 
 
 # ---------------------------------------------------------------------- REST
@@ -358,7 +474,7 @@ def _model_route(path: str) -> tuple[str | None, str | None, str]:
     return model, version, "/" + "/".join(rest) if rest else ""
 
 
-class RestProtocol(asyncio.Protocol):
+class RestProtocol:
     """One HTTP/1.1 connection: keep-alive, Content-Length bodies, one request at a time.
 
     A request's hold starts when its last byte arrives (``data_received``);
@@ -367,18 +483,19 @@ class RestProtocol(asyncio.Protocol):
 
     def __init__(self, app: RestApp) -> None:
         self.app = app
-        self.transport: asyncio.Transport | None = None
+        self.transport: StampedTransport | None = None
         self.buffer = bytearray()
         self.busy = False
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def connection_made(self, transport: StampedTransport) -> None:
+        self.transport = transport
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
 
-    def data_received(self, data: bytes) -> None:
-        received = time.monotonic()
+    def data_received(self, data: bytes, received: float | None = None) -> None:
+        """``received``: when the bytes arrived (:class:`StampedTransport`); now when not given."""
+        received = time.monotonic() if received is None else received
         self.buffer += data
         if not self.busy:
             self._next(received)
@@ -464,30 +581,62 @@ class RestProtocol(asyncio.Protocol):
 # ---------------------------------------------------------------------- gRPC
 
 GRPC_SERVICE = "inference.GRPCInferenceService"
+_GRPC_PREFIX = f"/{GRPC_SERVICE}/"
 
 
-def grpc_handler(answers: Answers, behaviour: Behaviour, timer: PreciseTimer) -> Any:
-    """A generic handler: ModelInfer takes and returns bytes (answers cached per request bytes)."""
-    import grpc
-    from google.protobuf.message import DecodeError
+class GrpcApp:
+    """The gRPC methods: ModelInfer (answers cached per request bytes), health and ModelReady."""
 
-    from oip._pb import pb
+    def __init__(self, answers: Answers) -> None:
+        from oip._pb import pb
 
-    cache: dict[bytes, tuple[str, bytes, bytes]] = {}
+        self.answers = answers
+        self.pb = pb
+        self._cache: dict[bytes, tuple[str, bytes, bytes]] = {}
+        self._fixed = {
+            "ServerLive": pb.ServerLiveResponse(live=True).SerializeToString(),
+            "ServerReady": pb.ServerReadyResponse(ready=True).SerializeToString(),
+        }
 
-    async def entry_for(raw: bytes, context: Any) -> tuple[str, bytes, bytes]:
+    def route(self, path: str, raw: bytes) -> tuple[int, str, bytes] | tuple[str, bytes, bytes]:
+        """``(status, message, response)`` to send now, or an inference ``(model, right, wrong)`` to hold."""
+        from google.protobuf.message import DecodeError
+
+        if not path.startswith(_GRPC_PREFIX):
+            return h2.GRPC_UNIMPLEMENTED, f"unknown service in {path}", b""
+        method = path[len(_GRPC_PREFIX):]
+        if method == "ModelInfer":
+            hit = self._cache.get(raw)
+            return hit if hit is not None else self._infer(raw)
+        if method in self._fixed:
+            return h2.GRPC_OK, "", self._fixed[method]
+        if method == "ModelReady":
+            try:
+                request = self.pb.ModelReadyRequest.FromString(raw)
+            except DecodeError as exc:
+                return h2.GRPC_INVALID_ARGUMENT, f"not a ModelReadyRequest: {exc}", b""
+            spec = self.answers.specs.get(request.name)
+            if spec is None or request.version not in ("", spec.version):
+                return h2.GRPC_NOT_FOUND, f"Model {request.name} not found", b""
+            return h2.GRPC_OK, "", self.pb.ModelReadyResponse(ready=True).SerializeToString()
+        return h2.GRPC_UNIMPLEMENTED, f"the stand-in does not implement {method}", b""
+
+    def _infer(self, raw: bytes) -> tuple[int, str, bytes] | tuple[str, bytes, bytes]:
+        from google.protobuf.message import DecodeError
+
+        pb = self.pb
         try:
             request = pb.ModelInferRequest.FromString(raw)
         except DecodeError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"not a ModelInferRequest: {exc}")
-        spec = answers.specs.get(request.model_name)
+            return h2.GRPC_INVALID_ARGUMENT, f"not a ModelInferRequest: {exc}", b""
+        spec = self.answers.specs.get(request.model_name)
         if spec is None or request.model_version not in ("", spec.version):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.model_name} not found")
+            return h2.GRPC_NOT_FOUND, f"Model {request.model_name} not found", b""
         try:
             rows = next(iter(inputs_from_grpc_request(request).values()))
-            right, wrong = answers.predict(spec.name, rows)
-        except (CodecError, StopIteration) as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"bad request: {exc}")
+            right, wrong = self.answers.predict(spec.name, rows)
+        except (CodecError, StopIteration, ValueError) as exc:
+            return h2.GRPC_INVALID_ARGUMENT, f"bad request: {exc}", b""
 
         def answer(prediction: np.ndarray) -> bytes:
             return build_infer_response(
@@ -496,45 +645,198 @@ def grpc_handler(answers: Answers, behaviour: Behaviour, timer: PreciseTimer) ->
             ).SerializeToString()
 
         entry = (spec.name, answer(right), answer(wrong))
-        if len(cache) >= CACHE_LIMIT:
-            cache.clear()
-        cache[raw] = entry
+        if len(self._cache) >= CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[raw] = entry
         return entry
 
-    async def model_infer(raw: bytes, context: Any) -> bytes:
-        received = time.monotonic()
-        entry = cache.get(raw)
-        if entry is None:
-            entry = await entry_for(raw, context)
-        model, right, wrong = entry
-        delay = behaviour.next_delay("grpc")
-        response = answers.choose(right, wrong)
-        await timer.wait_until(received + delay)
-        behaviour.record(model, "grpc", delay, time.monotonic() - received)
-        return response
 
-    async def server_live(request: Any, context: Any) -> Any:
-        return pb.ServerLiveResponse(live=True)
+class GrpcProtocol:
+    """One HTTP/2 connection carrying unary gRPC calls (:mod:`oip.h2`), many streams at once.
 
-    async def server_ready(request: Any, context: Any) -> Any:
-        return pb.ServerReadyResponse(ready=True)
+    A bare server, not grpcio: grpcio's server costs 0.5-1.5 ms a call on a
+    small VM, which would make the known delay no truth at all. The hold of a
+    call starts when its last byte arrives; answers are pre-built frames.
+    Flow control: the server opens its receive windows to the maximum up
+    front and keeps the connection's open; it honours the client's windows
+    when it answers (queuing what does not fit until a WINDOW_UPDATE).
+    """
 
-    async def model_ready(request: Any, context: Any) -> Any:
-        spec = answers.specs.get(request.name)
-        if spec is None or request.version not in ("", spec.version):
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"Model {request.name} not found")
-        return pb.ModelReadyResponse(ready=True)
+    def __init__(self, app: GrpcApp, behaviour: Behaviour, timer: PreciseTimer) -> None:
+        import hpack
 
-    def typed(fn: Callable[..., Any], request: Any, response: Any) -> Any:
-        return grpc.unary_unary_rpc_method_handler(
-            fn, request_deserializer=request.FromString, response_serializer=response.SerializeToString)
+        self.app, self.behaviour, self.timer = app, behaviour, timer
+        self.transport: StampedTransport | None = None
+        self.preface = bytearray()
+        self.reader = h2.FrameReader()
+        self.decoder = hpack.Decoder()
+        self.decoder.max_allowed_table_size = 64 * 1024
+        self.streams: dict[int, _GrpcStream] = {}
+        self.peer = h2.PeerSettings()
+        self.send_window = h2.DEFAULT_WINDOW
+        self.stream_windows: dict[int, int] = {}
+        self.blocked: list[tuple[int, bytes]] = []  # (stream, message) waiting for a window
+        self.received = 0
+        self.header_stream: int | None = None  # a header block continues on this stream
 
-    return grpc.method_handlers_generic_handler(GRPC_SERVICE, {
-        "ModelInfer": grpc.unary_unary_rpc_method_handler(model_infer),  # bytes in, bytes out
-        "ServerLive": typed(server_live, pb.ServerLiveRequest, pb.ServerLiveResponse),
-        "ServerReady": typed(server_ready, pb.ServerReadyRequest, pb.ServerReadyResponse),
-        "ModelReady": typed(model_ready, pb.ModelReadyRequest, pb.ModelReadyResponse),
-    })
+    def connection_made(self, transport: StampedTransport) -> None:
+        self.transport = transport
+        transport.write(h2.settings({h2.SETTINGS_INITIAL_WINDOW_SIZE: h2.MAX_WINDOW})
+                        + h2.window_update(0, h2.MAX_WINDOW - h2.DEFAULT_WINDOW))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+
+    def data_received(self, data: bytes, received: float | None = None) -> None:
+        received = time.monotonic() if received is None else received
+        if len(self.preface) < len(h2.PREFACE):
+            need = len(h2.PREFACE) - len(self.preface)
+            self.preface += data[:need]
+            data = data[need:]
+            if not h2.PREFACE.startswith(bytes(self.preface)):
+                self._close("not an HTTP/2 (prior knowledge) client")
+                return
+            if len(self.preface) < len(h2.PREFACE):
+                return
+        out = bytearray()
+        try:
+            for item in self.reader.feed(data):
+                out += self._frame(item, received)
+        except Exception as exc:  # noqa: BLE001 - a broken client must not stop the server
+            log.warning("gRPC connection dropped: %s", exc)
+            self._close(str(exc))
+            return
+        if out and self.transport is not None:
+            self.transport.write(bytes(out))
+
+    def _frame(self, item: h2.Frame, received: float) -> bytes:
+        kind = item.kind
+        if kind == h2.SETTINGS:
+            if item.flags & h2.ACK:
+                return b""
+            delta = self.peer.apply(item.payload)
+            for stream in self.stream_windows:
+                self.stream_windows[stream] += delta
+            return h2.frame(h2.SETTINGS, h2.ACK, 0) + self._unblock()
+        if kind == h2.PING:
+            return b"" if item.flags & h2.ACK else h2.frame(h2.PING, h2.ACK, 0, item.payload)
+        if kind == h2.WINDOW_UPDATE:
+            increment = int.from_bytes(item.payload[:4], "big") & 0x7FFF_FFFF
+            if item.stream_id == 0:
+                self.send_window += increment
+            elif item.stream_id in self.stream_windows:
+                self.stream_windows[item.stream_id] += increment
+            return self._unblock()
+        if kind == h2.GOAWAY:
+            return b""
+        if kind == h2.RST_STREAM:
+            self.streams.pop(item.stream_id, None)
+            self.stream_windows.pop(item.stream_id, None)
+            return b""
+        if kind in (h2.HEADERS, h2.CONTINUATION):
+            if kind == h2.HEADERS:
+                stream = self.streams.setdefault(item.stream_id, _GrpcStream())
+                self.stream_windows.setdefault(item.stream_id, self.peer.initial_window)
+                stream.block += item.body()
+                stream.end = bool(item.flags & h2.END_STREAM)
+            else:
+                stream = self.streams.get(item.stream_id)
+                if stream is None:
+                    raise h2.ProtocolError("CONTINUATION of an unknown stream")
+                stream.block += item.payload
+            if item.flags & h2.END_HEADERS:
+                fields = dict(self.decoder.decode(bytes(stream.block), raw=False))
+                stream.block = bytearray()
+                stream.path = stream.path or fields.get(":path", "")
+                if stream.end:
+                    return self._dispatch(item.stream_id, received)
+            return b""
+        if kind == h2.DATA:
+            out = b""
+            self.received += len(item.payload)
+            if self.received > h2.MAX_WINDOW // 2:
+                out = h2.window_update(0, self.received)
+                self.received = 0
+            stream = self.streams.get(item.stream_id)
+            if stream is None:
+                return out  # a stream we reset or answered early
+            stream.body += item.body()
+            if item.flags & h2.END_STREAM:
+                return out + self._dispatch(item.stream_id, received)
+            return out
+        return b""  # PRIORITY, unknown frame types
+
+    def _dispatch(self, stream_id: int, received: float) -> bytes:
+        stream = self.streams.pop(stream_id)
+        try:
+            raw = h2.unwrap_message(bytes(stream.body))
+        except h2.ProtocolError as exc:
+            return self._trailers_only(stream_id, h2.GRPC_INTERNAL, str(exc))
+        routed = self.app.route(stream.path, raw)
+        if isinstance(routed[0], int):
+            status, message, response = routed  # type: ignore[misc]
+            if status != h2.GRPC_OK:
+                return self._trailers_only(stream_id, status, message)
+            return self._answer(stream_id, response)
+        model, right, wrong = routed  # type: ignore[misc]
+        delay = self.behaviour.next_delay("grpc")
+        self.timer.call_at(received + delay, self._respond, stream_id, self.app.answers.choose(right, wrong),
+                           model, received, delay)
+        return b""
+
+    def _respond(self, stream_id: int, response: bytes, model: str, received: float, delay: float) -> None:
+        if self.transport is None or stream_id not in self.stream_windows:
+            return  # the client went away or cancelled
+        out = self._answer(stream_id, response)
+        if out:
+            self.transport.write(out)
+        self.behaviour.record(model, "grpc", delay, time.monotonic() - received)
+
+    def _answer(self, stream_id: int, response: bytes) -> bytes:
+        payload = h2.message(response)
+        if len(payload) > min(self.send_window, self.stream_windows.get(stream_id, 0)):
+            self.blocked.append((stream_id, payload))
+            return b""
+        return self._frames(stream_id, payload)
+
+    def _frames(self, stream_id: int, payload: bytes) -> bytes:
+        self.send_window -= len(payload)
+        self.stream_windows.pop(stream_id, None)
+        return (h2.frame(h2.HEADERS, h2.END_HEADERS, stream_id, h2.RESPONSE_HEADERS)
+                + h2.data_frames(stream_id, payload, self.peer.max_frame, end_stream=False)
+                + h2.frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, stream_id, h2.trailers(h2.GRPC_OK)))
+
+    def _unblock(self) -> bytes:
+        out = b""
+        waiting, self.blocked = self.blocked, []
+        for stream_id, payload in waiting:
+            if len(payload) <= min(self.send_window, self.stream_windows.get(stream_id, 0)):
+                out += self._frames(stream_id, payload)
+            elif stream_id in self.stream_windows:
+                self.blocked.append((stream_id, payload))
+        return out
+
+    def _trailers_only(self, stream_id: int, status: int, message: str) -> bytes:
+        self.stream_windows.pop(stream_id, None)
+        return h2.frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, stream_id,
+                        h2.RESPONSE_HEADERS + h2.trailers(status, message))
+
+    def _close(self, why: str) -> None:
+        if self.transport is not None:
+            last_stream, protocol_error = b"\x00\x00\x00\x00", b"\x00\x00\x00\x01"
+            self.transport.write(h2.frame(h2.GOAWAY, 0, 0, last_stream + protocol_error + why.encode()[:200]))
+            self.transport.close()
+            self.transport = None
+
+
+class _GrpcStream:
+    __slots__ = ("block", "body", "end", "path")
+
+    def __init__(self) -> None:
+        self.block = bytearray()
+        self.body = bytearray()
+        self.end = False
+        self.path = ""
 
 
 # ---------------------------------------------------------------------- main
@@ -547,17 +849,14 @@ async def serve(args: argparse.Namespace, announce: Callable[[dict[str, Any]], N
     behaviour = Behaviour(args.delay_ms, args.slow_every, args.slow_ms)
     timer = PreciseTimer(loop, args.spin_us / 1e6)
     app = RestApp(answers, behaviour, timer, infer=mode in ("both", "rest"))
-    rest = await loop.create_server(lambda: RestProtocol(app), LOOPBACK, args.rest_port)
-    control_port = rest.sockets[0].getsockname()[1]
+    rest = serve_stamped(loop, args.rest_port, lambda: RestProtocol(app))
+    control_port = rest.getsockname()[1]
     grpc_server = None
     grpc_port = None
     if mode in ("both", "grpc"):
-        import grpc
-
-        grpc_server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
-        grpc_server.add_generic_rpc_handlers((grpc_handler(answers, behaviour, timer),))
-        grpc_port = grpc_server.add_insecure_port(f"{LOOPBACK}:{args.grpc_port}")
-        await grpc_server.start()
+        grpc_app = GrpcApp(answers)
+        grpc_server = serve_stamped(loop, args.grpc_port, lambda: GrpcProtocol(grpc_app, behaviour, timer))
+        grpc_port = grpc_server.getsockname()[1]
     announce({"rest_port": control_port if app.infer else None, "grpc_port": grpc_port,
               "control_port": control_port, "pid": os.getpid(), "precise_timer": timer.precise,
               "loop": type(loop).__module__.split(".")[0]})
@@ -567,10 +866,10 @@ async def serve(args: argparse.Namespace, announce: Callable[[dict[str, Any]], N
     if args.watch_stdin:
         loop.run_in_executor(None, _wait_for_eof, loop, stop)
     await stop.wait()
-    rest.close()
+    stop_serving(loop, rest)
     timer.close()
     if grpc_server is not None:
-        await grpc_server.stop(0.5)
+        stop_serving(loop, grpc_server)
 
 
 def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -580,9 +879,9 @@ def _wait_for_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
     loop.call_soon_threadsafe(stop.set)
 
 
-def _loop_factory(choice: str, mode: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop for a REST-only process ("auto"); grpc.aio stays on asyncio's own loop."""
-    if choice == "asyncio" or (choice == "auto" and mode != "rest"):
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop unless asked for asyncio's own loop (or uvloop is missing and "auto" was asked)."""
+    if choice == "asyncio":
         return None
     try:
         import uvloop
@@ -606,7 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spin-us", type=float, default=DEFAULT_SPIN_US,
                    help="wake this long before each deadline and spin to it (0: sleep to it)")
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto",
-                   help="event loop; auto: uvloop when serving REST only")
+                   help="event loop; auto: uvloop when installed")
     p.add_argument("--rest-port", type=int, default=0, help="0: a free port")
     p.add_argument("--grpc-port", type=int, default=0, help="0: a free port")
     p.add_argument("--max-seconds", type=float, default=DEFAULT_MAX_SECONDS, help="stop after this long")
@@ -624,7 +923,7 @@ def main(argv: list[str] | None = None) -> int:
     def announce(ports: dict[str, Any]) -> None:
         print(json.dumps(ports), flush=True)
 
-    factory = _loop_factory(args.loop, "rest" if args.no_grpc else args.serve)
+    factory = _loop_factory(args.loop)
     with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=factory) as runner:
         runner.run(serve(args, announce))
     return 0

@@ -25,6 +25,7 @@ TRANSPORTS = ("rest", "grpc")
 SHAPES = ("steady", "ramp", "step", "spike")
 ARRIVALS = ("constant", "poisson")
 PATH_STYLES = ("versioned", "unversioned")
+CLIENTS = ("precise", "stock")
 
 DEFAULT_MIX = "mnist-svm=3,mushroom-xgboost=1"
 DEFAULT_TRANSPORTS = "rest,grpc"
@@ -157,6 +158,7 @@ class Plan:
     late_ms: float = DEFAULT_LATE_MS
     seed: int | None = None
     tags: frozenset[str] | None = None
+    client: str = "precise"
     exclude_tags: frozenset[str] = field(default_factory=frozenset)
 
     @property
@@ -212,6 +214,9 @@ def plan_from_options(options: Any) -> Plan:
     spike = float(options.spike_factor)
     if spike < 1 or not math.isfinite(spike):
         raise PlanError(f"--spike-factor is {spike}; give 1 or more (peak / baseline)")
+    client = getattr(options, "client", "precise")
+    if client not in CLIENTS:
+        raise PlanError(f"--client is {client!r}; use one of {', '.join(CLIENTS)}")
     late_ms = float(options.late_ms)
     if late_ms <= 0:
         raise PlanError(f"--late-ms is {late_ms}; give a positive number of milliseconds")
@@ -219,6 +224,9 @@ def plan_from_options(options: Any) -> Plan:
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise PlanError(f"--host {options.host!r} is not a URL; write e.g. --host http://127.0.0.1:8080")
+    if parts.scheme == "https" and client == "precise":
+        raise PlanError(f"--host {host} is https, which the precise client does not speak: "
+                        "pass --client stock (Locust's FastHttpUser client and grpcio)")
     target = grpc_target(options.grpc_host)
     if not getattr(options, "allow_remote", False):
         for what, name in (("--host", parts.hostname), ("--grpc-host", target.rpartition(":")[0])):
@@ -246,6 +254,7 @@ def plan_from_options(options: Any) -> Plan:
         seed=options.seed,
         tags=tags,
         exclude_tags=exclude,
+        client=client,
     )
     if not plan.combinations():
         raise PlanError(

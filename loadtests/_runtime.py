@@ -43,17 +43,19 @@ import gevent
 import gevent.event
 import psutil
 from locust import events
-from locust.exception import StopUser
+from locust.exception import CatchResponseError, StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from oip.precise import GrpcConnection, HttpConnection
 from reference.errors import HarnessError
-from reporting.latency import LatencyBook, WireFormatError
+from reporting.latency import LatencyBook, SeriesKey, WireFormatError
 from reporting.runs import Run, new_run
 from reporting.summary import summary_from_loadtest
 from reporting.writer import write_report as write_summary_report
 
 from ._plan import (
     ARRIVALS,
+    CLIENTS,
     DEFAULT_LATE_MS,
     DEFAULT_MAX_REQUESTS,
     DEFAULT_MIX,
@@ -227,6 +229,10 @@ def _add_arguments(parser: Any, **_: Any) -> None:
                         help="infer at /v2/models/M/versions/V/infer (versioned) or /v2/models/M/infer")
     parser.add_argument("--grpc-host", default=f"127.0.0.1:{grpc_port}", metavar="HOST:PORT",
                         help="the V2 gRPC endpoint (default: grpc_port of settings.json)")
+    parser.add_argument("--client", default="precise", choices=CLIENTS,
+                        help="precise: the harness's lean HTTP/1.1 and HTTP/2 clients, timed to the kernel's "
+                             "receive stamp (default); stock: FastHttpUser's client and grpcio, as a plain "
+                             "Locust script would (their timings read 0.3-1 ms high)")
     parser.add_argument("--shape", default="steady", choices=SHAPES,
                         help="load over time: steady, ramp, step or spike (-u is the peak)")
     parser.add_argument("--steps", type=int, default=4, help="number of steps of --shape step")
@@ -377,10 +383,11 @@ def preflight(plan: Plan, transports: list[str]) -> None:
 
 
 def ensure_workload(plan: Plan) -> None:
-    key = (tuple(sorted(plan.mix)), plan.batch_size, plan.versioned)
+    key = (tuple(sorted(plan.mix)), plan.batch_size, plan.versioned, plan.rest_url)
     if key != STATE.workload_key:
         started = time.perf_counter()
-        STATE.workload = build_workload(sorted(plan.mix), plan.batch_size, plan.versioned)
+        STATE.workload = build_workload(sorted(plan.mix), plan.batch_size, plan.versioned,
+                                        rest_url=plan.rest_url)
         STATE.workload_key = key
         log.info("encoded %s in %.1fs", ", ".join(f"{len(w.items)} {m} requests"
                                                   for m, w in STATE.workload.items()),
@@ -406,19 +413,47 @@ class Lane:
         if self.sleeper is not None and not self.sleeper.precise:
             STATE.precise_timers = False
 
-    def next(self, model: str) -> tuple[ModelLoad, Any, float]:
-        """Claim a request: returns (model load, item, start lag in seconds; 0 in closed loop)."""
-        lag = begin_request(self.transport, self.sleeper)
+    def next(self, model: str) -> tuple[ModelLoad, Any, float | None]:
+        """Claim a request: (model load, item, intended start as time.monotonic(); None in closed loop)."""
+        due = begin_request(self.transport, self.sleeper)
         load = STATE.workload[model]
         index = self._cursor.get(model)
         if index is None:
             index = self._rng.randrange(len(load.items))
         self._cursor[model] = (index + 1) % len(load.items)
-        return load, load.items[index], lag
+        return load, load.items[index], due
 
     def close(self) -> None:
         if self.sleeper is not None:
             self.sleeper.close()
+
+
+def http_connection(timeout: float, connect_timeout: float) -> HttpConnection | None:
+    """A precise HTTP/1.1 connection to the plan's REST target (None with ``--client stock``)."""
+    plan = STATE.plan
+    if plan is None or plan.client != "precise":
+        return None
+    parts = urlsplit(plan.rest_url)
+    return HttpConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=timeout,
+                          connect_timeout=connect_timeout)
+
+
+def grpc_connection(timeout: float, connect_timeout: float) -> GrpcConnection | None:
+    """A precise HTTP/2 gRPC connection to the plan's gRPC target (None with ``--client stock``)."""
+    plan = STATE.plan
+    if plan is None or plan.client != "precise":
+        return None
+    host, _, port = plan.grpc_target.rpartition(":")
+    return GrpcConnection(host.strip("[]"), int(port), timeout=timeout, connect_timeout=connect_timeout)
+
+
+def report(user: Any, request_type: str, name: str, key: SeriesKey, seconds: float, length: int,
+           problem: str | None) -> None:
+    """One request to Locust's statistics and the harness's histograms (a failure when ``problem``)."""
+    user.environment.events.request.fire(
+        request_type=request_type, name=name, response_time=seconds * 1000.0, response_length=length,
+        exception=CatchResponseError(problem) if problem else None, context={"oip_key": key},
+    )
 
 
 def _schedule(transport: str) -> ArrivalSchedule:
@@ -458,16 +493,17 @@ def _profile_value(plan: Plan, t: float, duration: float) -> float:
     return profile(plan.shape, t, duration, plan.steps, plan.spike_factor)
 
 
-def begin_request(transport: str, sleeper: PreciseSleeper | None) -> float:
+def begin_request(transport: str, sleeper: PreciseSleeper | None) -> float | None:
     """Before each request: enforce the cap, and in open loop wait for the next slot.
 
-    Returns how late the request starts relative to its slot (seconds), which
-    the caller adds to the measured time; 0 in closed loop.
+    Returns the slot (the intended start, ``time.monotonic()`` seconds) from
+    which the caller measures the latency (see :func:`since_intended`); None
+    in closed loop.
     """
     if STATE.plan is None or STATE.closing or not STATE.budget.take():
         raise StopUser()
     if sleeper is None:
-        return 0.0
+        return None
     if not STATE.spawned.is_set():
         # The schedule starts once every user exists: a half-spawned pool would fall behind.
         STATE.spawned.wait(SPAWN_WAIT_S)
@@ -481,9 +517,13 @@ def begin_request(transport: str, sleeper: PreciseSleeper | None) -> float:
     sleeper.sleep_until(due)
     if STATE.closing:
         raise StopUser()
-    lag = time.monotonic() - due
-    STATE.lag.record(lag)
-    return max(lag, 0.0)
+    STATE.lag.record(time.monotonic() - due)
+    return due
+
+
+def since_intended(due: float | None, sent: float) -> float:
+    """Open loop: how long after its slot a request went out (seconds, added to its latency); 0 closed."""
+    return 0.0 if due is None else max(sent - due, 0.0)
 
 
 # --------------------------------------------------------------------- shape

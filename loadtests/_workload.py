@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from google.protobuf.message import DecodeError
@@ -24,6 +25,7 @@ from google.protobuf.message import DecodeError
 from oip._pb import pb
 from oip.codec import build_infer_request, build_json_infer_request, from_grpc_tensor, from_json_tensor
 from oip.errors import CodecError
+from oip.precise import http_request
 from oip.rest import model_path
 from reference import datasets, oracle
 from reference.catalog import MODELS, ModelSpec
@@ -43,6 +45,7 @@ class Item:
 
     first_row: int
     rest_body: bytes
+    rest_request: bytes  # the whole HTTP/1.1 request (head and rest_body), for the precise client
     grpc_body: bytes
     expected: tuple[Any, ...]
 
@@ -73,8 +76,12 @@ class ModelLoad:
         return f"ModelInfer {self.spec.name}" + (f" {self.grpc_version}" if self.grpc_version else "")
 
 
-def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str | None = None) -> ModelLoad:
-    """Encode ``name``'s held-out rows in batches of ``batch_size`` (a trailing partial batch is dropped)."""
+def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str | None = None,
+                     rest_url: str = "http://127.0.0.1") -> ModelLoad:
+    """Encode ``name``'s held-out rows in batches of ``batch_size`` (a trailing partial batch is dropped).
+
+    ``rest_url`` (the target's base URL) gives the HTTP requests their Host header and path prefix.
+    """
     spec = MODELS[name]
     X, _ = datasets.heldout(name, data_dir)
     if batch_size > len(X):
@@ -84,6 +91,9 @@ def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str 
         )
     predictions = oracle.predict(name, X)
     version = spec.version if versioned else ""
+    rest_path = model_path(name, version or None, "/infer")
+    base = urlsplit(rest_url)
+    target = base.path.rstrip("/") + rest_path
     items = []
     for start in range(0, len(X) - batch_size + 1, batch_size):
         rows = X[start:start + batch_size]
@@ -91,16 +101,18 @@ def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str 
         datatypes = {spec.input_name: "FP32"}
         body = build_json_infer_request(inputs, datatypes=datatypes)
         grpc_request = build_infer_request(name, inputs, model_version=version, datatypes=datatypes)
+        rest_body = json.dumps(body, separators=(",", ":")).encode()
         items.append(Item(
             first_row=start,
-            rest_body=json.dumps(body, separators=(",", ":")).encode(),
+            rest_body=rest_body,
+            rest_request=http_request("POST", base.netloc, target, rest_body, REST_HEADERS),
             grpc_body=grpc_request.SerializeToString(),
             expected=tuple(predictions[start:start + batch_size].tolist()),
         ))
     return ModelLoad(
         spec=spec,
         items=tuple(items),
-        rest_path=model_path(name, version or None, "/infer"),
+        rest_path=rest_path,
         grpc_version=version,
         exact=spec.output_datatype not in ("FP16", "FP32", "FP64"),
         rest_key=SeriesKey(name, "rest", ENDPOINT),
@@ -108,9 +120,9 @@ def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str 
     )
 
 
-def build_workload(models: list[str], batch_size: int, versioned: bool,
-                   data_dir: str | None = None) -> dict[str, ModelLoad]:
-    return {name: build_model_load(name, batch_size, versioned, data_dir) for name in models}
+def build_workload(models: list[str], batch_size: int, versioned: bool, data_dir: str | None = None,
+                   rest_url: str = "http://127.0.0.1") -> dict[str, ModelLoad]:
+    return {name: build_model_load(name, batch_size, versioned, data_dir, rest_url) for name in models}
 
 
 # ------------------------------------------------------------------ checks

@@ -9,6 +9,7 @@ Run from the repository root (the reference deployment up: ``python -m reference
     locust -f loadtests/ --headless --processes -1         # one worker per core
 
 Two User classes, one per transport (``RestInferUser``, ``GrpcInferUser``);
+both send through the harness's precise clients unless ``--client stock``;
 each has one small task per model, tagged with the model, the transport and
 ``infer`` (``--tags grpc``, ``--exclude-tags mushroom-xgboost``). ``--mix``
 weighs the tasks, ``--transports`` the users. ``LoadShape`` is the only shape
@@ -29,26 +30,44 @@ if _REPO_ROOT not in sys.path:
     sys.path.insert(0, _REPO_ROOT)
 
 from locust import FastHttpUser, LoadTestShape, User, constant, tag, task  # noqa: E402
-from locust.exception import CatchResponseError  # noqa: E402
 
 from loadtests import _runtime as runtime  # noqa: E402
-from loadtests._workload import GRPC_METHOD, REST_HEADERS, check_grpc, check_rest  # noqa: E402
+from loadtests._workload import (  # noqa: E402
+    GRPC_METHOD,
+    REST_HEADERS,
+    Item,
+    ModelLoad,
+    check_grpc,
+    check_rest,
+)
+from oip import h2  # noqa: E402
+from oip.precise import WireError  # noqa: E402
 
 GRPC_TIMEOUT_S = 30.0
+CONNECT_TIMEOUT_S = 10.0
 
 
 class RestInferUser(FastHttpUser):
-    """V2 REST: POSTs pre-encoded JSON bodies to /v2/models/<model>[/versions/<v>]/infer."""
+    """V2 REST: POSTs pre-encoded JSON bodies to /v2/models/<model>[/versions/<v>]/infer.
+
+    With ``--client precise`` (the default) each user sends the pre-built
+    HTTP/1.1 requests on its own keep-alive connection (:mod:`oip.precise`)
+    and times them to the kernel's receive stamp; ``--client stock`` sends
+    them through FastHttpUser's ``self.client``.
+    """
 
     transport = "rest"
     wait_time = constant(0)
     network_timeout = 30.0
-    connection_timeout = 10.0
+    connection_timeout = CONNECT_TIMEOUT_S
 
     def on_start(self) -> None:
         self.lane = runtime.Lane(self.transport)
+        self.wire = runtime.http_connection(self.network_timeout, self.connection_timeout)
 
     def on_stop(self) -> None:
+        if self.wire is not None:
+            self.wire.close()
         self.lane.close()
 
     @tag("rest", "mnist-svm", "infer")
@@ -62,13 +81,30 @@ class RestInferUser(FastHttpUser):
         self.infer("mushroom-xgboost")
 
     def infer(self, model: str) -> None:
-        load, item, lag = self.lane.next(model)
+        load, item, due = self.lane.next(model)
+        if self.wire is None:
+            self.infer_stock(load, item, due)
+            return
+        sent = time.monotonic()
+        try:
+            reply = self.wire.exchange(item.rest_request)
+        except WireError as exc:
+            runtime.report(self, "POST", load.rest_path, load.rest_key,
+                           time.monotonic() - sent + runtime.since_intended(due, sent), 0,
+                           f"{model} {item.label} over REST: {exc}")
+            return
+        runtime.report(self, "POST", load.rest_path, load.rest_key,
+                       reply.elapsed + runtime.since_intended(due, reply.sent), len(reply.body),
+                       check_rest(load, item, reply.status, reply.body))
+
+    def infer_stock(self, load: ModelLoad, item: Item, due: float | None) -> None:
+        lag = runtime.since_intended(due, time.monotonic())
         with self.client.request(
             "POST", load.rest_path, data=item.rest_body, headers=REST_HEADERS, name=load.rest_path,
             catch_response=True, context={"oip_key": load.rest_key},
         ) as response:
             if response.status_code == 0:  # no HTTP answer at all
-                problem = f"{model} {item.label} over REST: {response.request_meta['exception']!r}"
+                problem = f"{load.name} {item.label} over REST: {response.request_meta['exception']!r}"
             else:
                 problem = check_rest(load, item, response.status_code, response.content or b"")
             if problem:
@@ -80,24 +116,35 @@ class RestInferUser(FastHttpUser):
 
 
 class GrpcInferUser(User):
-    """V2 gRPC: ModelInfer with pre-serialised requests, one channel (connection) per user."""
+    """V2 gRPC: ModelInfer with pre-serialised requests, one connection per user.
+
+    ``--client precise`` (the default) calls over the harness's own HTTP/2
+    connection (:mod:`oip.precise`), timed to the kernel's receive stamp;
+    ``--client stock`` over a grpcio channel.
+    """
 
     transport = "grpc"
     wait_time = constant(0)
 
     def on_start(self) -> None:
         self.lane = runtime.Lane(self.transport)
-        target = runtime.STATE.plan.grpc_target if runtime.STATE.plan else ""
-        self.channel = grpc.insecure_channel(target, options=[
-            ("grpc.use_local_subchannel_pool", 1),  # a connection of its own, like a real client
-            ("grpc.max_receive_message_length", -1),
-            ("grpc.max_send_message_length", -1),
-        ])
-        # Bytes in, bytes out: the request is already serialised, the answer is parsed by the check.
-        self.model_infer = self.channel.unary_unary(GRPC_METHOD)
+        self.wire = runtime.grpc_connection(GRPC_TIMEOUT_S, CONNECT_TIMEOUT_S)
+        self.channel = None
+        if self.wire is None:
+            target = runtime.STATE.plan.grpc_target if runtime.STATE.plan else ""
+            self.channel = grpc.insecure_channel(target, options=[
+                ("grpc.use_local_subchannel_pool", 1),  # a connection of its own, like a real client
+                ("grpc.max_receive_message_length", -1),
+                ("grpc.max_send_message_length", -1),
+            ])
+            # Bytes in, bytes out: the request is already serialised, the answer is parsed by the check.
+            self.model_infer = self.channel.unary_unary(GRPC_METHOD)
 
     def on_stop(self) -> None:
-        self.channel.close()
+        if self.wire is not None:
+            self.wire.close()
+        if self.channel is not None:
+            self.channel.close()
         self.lane.close()
 
     @tag("grpc", "mnist-svm", "infer")
@@ -111,25 +158,39 @@ class GrpcInferUser(User):
         self.infer("mushroom-xgboost")
 
     def infer(self, model: str) -> None:
-        load, item, lag = self.lane.next(model)
+        load, item, due = self.lane.next(model)
+        if self.wire is None:
+            self.infer_stock(load, item, due)
+            return
+        sent = time.monotonic()
+        try:
+            reply = self.wire.call(GRPC_METHOD, item.grpc_body)
+        except WireError as exc:
+            runtime.report(self, "gRPC", load.grpc_name, load.grpc_key,
+                           time.monotonic() - sent + runtime.since_intended(due, sent), 0,
+                           f"{model} {item.label} over gRPC: {exc}")
+            return
+        if reply.status != h2.GRPC_OK:
+            problem = (f"{model} {item.label} over gRPC: "
+                       f"{h2.STATUS_NAMES.get(reply.status, reply.status)}: {reply.details}")
+        else:
+            problem = check_grpc(load, item, reply.body)
+        runtime.report(self, "gRPC", load.grpc_name, load.grpc_key,
+                       reply.elapsed + runtime.since_intended(due, reply.sent), len(reply.body), problem)
+
+    def infer_stock(self, load: ModelLoad, item: Item, due: float | None) -> None:
         raw = b""
         started = time.perf_counter()
+        lag = runtime.since_intended(due, time.monotonic())
         try:
             raw = self.model_infer(item.grpc_body, timeout=GRPC_TIMEOUT_S)
         except grpc.RpcError as exc:
             elapsed = time.perf_counter() - started
-            problem = f"{model} {item.label} over gRPC: {exc.code().name}: {exc.details()}"
+            problem = f"{load.name} {item.label} over gRPC: {exc.code().name}: {exc.details()}"
         else:
             elapsed = time.perf_counter() - started
             problem = check_grpc(load, item, raw)
-        self.environment.events.request.fire(
-            request_type="gRPC",
-            name=load.grpc_name,
-            response_time=(elapsed + lag) * 1000.0,
-            response_length=len(raw),
-            exception=CatchResponseError(problem) if problem else None,
-            context={"oip_key": load.grpc_key},
-        )
+        runtime.report(self, "gRPC", load.grpc_name, load.grpc_key, elapsed + lag, len(raw), problem)
 
 
 RestInferUser.model_tasks = {

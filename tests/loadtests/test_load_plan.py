@@ -26,7 +26,7 @@ def options(**overrides: object) -> Namespace:
         mix=DEFAULT_MIX, transports="rest,grpc", batch_size=1, path_style="versioned",
         grpc_host="127.0.0.1:8081", host="http://127.0.0.1:8080", shape="steady", steps=4,
         spike_factor=4.0, arrival_rate=0.0, arrival="constant", max_requests=1000, late_ms=1.0,
-        seed=None, tags=None, exclude_tags=None, allow_remote=False,
+        seed=None, tags=None, exclude_tags=None, allow_remote=False, client="precise",
     )
     values.update(overrides)
     return Namespace(**values)
@@ -92,10 +92,16 @@ def test_tags_select_model_transport_pairs() -> None:
     ({"host": "127.0.0.1:8080"}, "not a URL"),
     ({"host": "http://192.0.2.10:8080"}, "not a loopback address"),
     ({"spike_factor": 0.5}, "--spike-factor"),
+    ({"client": "curl"}, "--client"),
+    ({"host": "https://127.0.0.1:8443"}, "pass --client stock"),
 ])
 def test_bad_options_are_refused(overrides: dict, fragment: str) -> None:
     with pytest.raises(PlanError, match=fragment):
         plan_from_options(options(**overrides))
+
+
+def test_https_targets_take_the_stock_client() -> None:
+    assert plan_from_options(options(host="https://127.0.0.1:8443", client="stock")).client == "stock"
 
 
 def test_remote_targets_need_allow_remote() -> None:

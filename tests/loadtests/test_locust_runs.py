@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 
 from fakes.delay_server import DelayServer
+from loadtests._workload import GRPC_METHOD, build_model_load, check_grpc, check_rest
+from oip import h2
+from oip.precise import GrpcConnection, HttpConnection
 from reference.paths import REPO_ROOT
 from reference.server import ReferenceServer, free_ports
 
@@ -50,10 +53,12 @@ def stand_in() -> Iterator[DelayServer]:
         yield server
 
 
-def test_mixed_load_on_the_reference_deployment(reference: ReferenceServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("client", ["precise", "stock"])
+def test_mixed_load_on_the_reference_deployment(reference: ReferenceServer, tmp_path: Path,
+                                                client: str) -> None:
     e = reference.endpoints
     process, doc = locust(tmp_path, "-u", "6", "-t", "10s", "-H", e.rest_url, "--grpc-host", e.grpc_target,
-                          "--mix", "mnist-svm=3,mushroom-xgboost=1")
+                          "--mix", "mnist-svm=3,mushroom-xgboost=1", "--client", client)
     assert process.returncode == 0, process.stderr[-3000:]
     assert doc is not None and doc["complete"] is True
     assert doc["total"]["errors"] == 0 and doc["locust"]["failures"] == 0
@@ -71,6 +76,30 @@ def test_mixed_load_on_the_reference_deployment(reference: ReferenceServer, tmp_
     rows = list(csv.DictReader((run / "locust_stats.csv").open()))
     aggregated = next(r for r in rows if r["Name"] == "Aggregated")
     assert int(aggregated["Request Count"]) == doc["total"]["requests"]
+
+
+def test_precise_clients_speak_to_mlserver(reference: ReferenceServer) -> None:
+    """Interop with grpcio's server and uvicorn: a 256-row request (past HTTP/2's default 64 KiB
+    window, so MLServer's flow control paces it), errors as status codes, kernel-stamped timing."""
+    e = reference.endpoints
+    load = build_model_load("mnist-svm", batch_size=256, versioned=True, rest_url=e.rest_url)
+    item = load.items[0]
+    assert len(item.grpc_body) > h2.DEFAULT_WINDOW
+    grpc_connection = GrpcConnection("127.0.0.1", int(e.grpc_target.rpartition(":")[2]))
+    http_connection = HttpConnection("127.0.0.1", int(e.rest_url.rpartition(":")[2]))
+    try:
+        for _ in range(3):
+            reply = grpc_connection.call(GRPC_METHOD, item.grpc_body)
+            assert reply.status == h2.GRPC_OK, reply.details
+            assert check_grpc(load, item, reply.body) is None and reply.stamped
+            answer = http_connection.exchange(item.rest_request)
+            assert check_rest(load, item, answer.status, answer.body) is None and answer.stamped
+        unknown = grpc_connection.call(GRPC_METHOD, item.grpc_body.replace(b"mnist-svm", b"mnist-xxx"))
+        assert unknown.status != h2.GRPC_OK and "mnist-xxx" in unknown.details
+        assert grpc_connection.call(GRPC_METHOD, item.grpc_body).status == h2.GRPC_OK
+    finally:
+        grpc_connection.close()
+        http_connection.close()
 
 
 def test_wrong_answers_fail_the_run(tmp_path: Path) -> None:
