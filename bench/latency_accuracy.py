@@ -5,17 +5,21 @@ apart from the load generator). It holds every inference 5 ms and every 25th
 one per transport 20 ms, so the true p50 is 5 ms and the true p99 20 ms. The
 *truth* is that known delay: the stand-in records, per request, the delay it
 was told to hold (``truth``) and the time it really held the request, from
-the request fully received to the answer handed over (``server``, shown as
-the excess over the truth: the stand-in keeps its word to a few tens of us).
+the kernel's arrival stamp of the request to the answer handed to the socket
+(``server``, shown as the excess over the truth: the stand-in keeps its word
+to within about 0.1 ms).
 
-1. reference clients, one request at a time, no gevent, no Locust: a
-   raw-socket HTTP/1.1 client, a ``grpc.aio`` client and a blocking gRPC
-   client. What the cheapest of them measures above the truth (``floor``) is
-   what the loopback, this machine's wake-ups and the transport's own stack
-   cost any client; for information only. A bare TCP echo after the same
-   idle gap shows the machine's part of it.
+1. reference clients, one request at a time, no gevent, no Locust: the
+   harness's own precise clients (:mod:`oip.precise`) and a blocking grpcio
+   client. What the precise ones measure above the truth (``floor``) is what
+   the loopback and the transport's stack cost any client; for information
+   only. A bare TCP echo after the same idle gap shows the machine's
+   wake-up cost, which kernel receive stamps take out of the precise
+   clients' figures (and the stand-in's holds).
 2. the harness closed loop (``-u 2``: one REST user, one gRPC user);
-3. the harness open loop (``--arrival-rate``, Poisson arrivals).
+3. the harness open loop (``--arrival-rate``, Poisson arrivals);
+4. for comparison, not checked: the closed loop with ``--client stock``
+   (Locust's FastHttpUser client and grpcio), which time in user space.
 
 Check, per run, transport and percentile (target of issue 4):
 ``|harness - truth| <= 5% of truth + 0.2 ms``. Also printed: ``vs floor``
@@ -32,7 +36,6 @@ Exit status 0 when every check passes, 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import socket
 import subprocess
@@ -46,6 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._harness import run_harness  # noqa: E402
 from fakes.delay_server import LOOPBACK, DelayServer  # noqa: E402
 from loadtests._workload import GRPC_METHOD, ModelLoad, build_model_load, check_grpc, check_rest  # noqa: E402
+from oip.precise import GrpcConnection, HttpConnection  # noqa: E402
 from reporting.latency import LatencyBook, LatencyHistogram  # noqa: E402
 
 REL_TOLERANCE = 0.05
@@ -70,77 +74,44 @@ def by_transport(book: LatencyBook) -> dict[str, LatencyHistogram]:
 # ---------------------------------------------------------------- reference
 
 
-def _rest_request(load: ModelLoad, body: bytes) -> bytes:
-    return (f"POST {load.rest_path} HTTP/1.1\r\nHost: {LOOPBACK}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-def _read_http_response(sock: socket.socket) -> tuple[int, bytes]:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the stand-in closed the connection")
-        data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            length = int(value)
-    while len(body) < length:
-        chunk = sock.recv(65536)
-        if not chunk:
-            raise ConnectionError("the stand-in closed the connection")
-        body += chunk
-    return int(head.split(b" ", 2)[1]), body
-
-
 def rest_reference(server: DelayServer, load: ModelLoad, requests: int, warmup: int = 0) -> LatencyHistogram:
-    """A raw-socket HTTP/1.1 keep-alive client, one request at a time, timed with perf_counter."""
+    """The precise HTTP/1.1 client (:class:`oip.precise.HttpConnection`), one request at a time."""
     out = LatencyHistogram()
-    with socket.create_connection((LOOPBACK, server.rest_port), timeout=30) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    connection = HttpConnection(LOOPBACK, int(server.rest_port or 0))
+    try:
         for i in range(warmup + requests):
             item = load.items[i % len(load.items)]
-            request = _rest_request(load, item.rest_body)
-            started = time.perf_counter()
-            sock.sendall(request)
-            status, body = _read_http_response(sock)
-            elapsed = time.perf_counter() - started
-            problem = check_rest(load, item, status, body)
+            reply = connection.exchange(item.rest_request)
+            problem = check_rest(load, item, reply.status, reply.body)
             if problem:
                 raise RuntimeError(f"the stand-in answered wrong: {problem}")
             if i >= warmup:
-                out.record(elapsed * 1e6)
+                out.record(reply.elapsed * 1e6)
+    finally:
+        connection.close()
     return out
 
 
 def grpc_reference(server: DelayServer, load: ModelLoad, requests: int, warmup: int = 0) -> LatencyHistogram:
-    """A minimal ``grpc.aio`` client (bytes in and out), one request at a time."""
-    import grpc
-
-    async def run() -> LatencyHistogram:
-        out = LatencyHistogram()
-        async with grpc.aio.insecure_channel(server.grpc_target) as channel:
-            infer = channel.unary_unary(GRPC_METHOD)
-            for i in range(warmup + requests):
-                item = load.items[i % len(load.items)]
-                started = time.perf_counter()
-                raw = await infer(item.grpc_body, timeout=30)
-                elapsed = time.perf_counter() - started
-                problem = check_grpc(load, item, raw)
-                if problem:
-                    raise RuntimeError(f"the stand-in answered wrong: {problem}")
-                if i >= warmup:
-                    out.record(elapsed * 1e6)
-        return out
-
-    return asyncio.run(run())
+    """The precise gRPC client (:class:`oip.precise.GrpcConnection`), one request at a time."""
+    out = LatencyHistogram()
+    connection = GrpcConnection(LOOPBACK, int(server.grpc_port or 0))
+    try:
+        for i in range(warmup + requests):
+            item = load.items[i % len(load.items)]
+            reply = connection.call(GRPC_METHOD, item.grpc_body)
+            problem = reply.details if reply.status else check_grpc(load, item, reply.body)
+            if problem:
+                raise RuntimeError(f"the stand-in answered wrong: {problem}")
+            if i >= warmup:
+                out.record(reply.elapsed * 1e6)
+    finally:
+        connection.close()
+    return out
 
 
-def grpc_sync_reference(server: DelayServer, load: ModelLoad, requests: int) -> LatencyHistogram:
-    """A blocking gRPC client (what the harness's gRPC user builds on, without gevent)."""
+def grpcio_reference(server: DelayServer, load: ModelLoad, requests: int) -> LatencyHistogram:
+    """A blocking grpcio client (what ``--client stock`` builds on, without gevent), timed in user space."""
     import grpc
 
     out = LatencyHistogram()
@@ -217,7 +188,7 @@ def report(title: str, measured: dict[str, LatencyHistogram], truth: dict[str, L
     print(f"\n{title}")
     print(HEADER)
     verdicts = []
-    for row in sorted(measured, key=_row_order):  # "rest", "grpc", or a variant such as "grpc-sync"
+    for row in sorted(measured, key=_row_order):  # "rest", "grpc", or a variant such as "grpc-grpcio"
         transport = row.split("-")[0]
         if transport not in truth:
             continue
@@ -229,7 +200,8 @@ def report(title: str, measured: dict[str, LatencyHistogram], truth: dict[str, L
             ref = floor_at(reference, transport, p)
             loc = locust.get(transport, {}).get(point)
             ok = abs(m - t) <= allowed(t)
-            verdicts.append((f"{title.split(' (')[0]} {row} {point}", ok))
+            if checks:
+                verdicts.append((f"{title.split(' (')[0]} {row} {point}", ok))
             floor = None if ref is None else ref - t
             vs_floor = None if ref is None else m - ref
             print(f"  {row:<9} {point:<4} {t:>7} {_signed(server):>7} {_signed(floor):>7} "
@@ -240,7 +212,7 @@ def report(title: str, measured: dict[str, LatencyHistogram], truth: dict[str, L
 
 
 def floor_at(reference: dict[str, LatencyHistogram], transport: str, p: float) -> int | None:
-    """The cheapest reference client of ``transport`` at percentile ``p`` (e.g. grpc.aio or blocking)."""
+    """The cheapest reference client of ``transport`` at percentile ``p``."""
     values = [h.percentile(p) for row, h in reference.items() if row.split("-")[0] == transport]
     return min(values) if values else None
 
@@ -289,11 +261,12 @@ def main(argv: list[str] | None = None) -> int:
         reference = {"rest": rest_reference(server, load, args.reference_requests),
                      "grpc": grpc_reference(server, load, args.reference_requests)}
         truth, held = (by_transport(b) for b in server.stats())
-        reference["grpc-sync"] = grpc_sync_reference(server, load, args.reference_requests)
-        report("reference clients (raw-socket HTTP/1.1, grpc.aio, blocking gRPC; one request at a time)",
-               reference, truth, held, reference, {}, checks=False)
-        print("  (what they measure above the truth is the floor, for information, not a check of the "
-              "harness; 'floor' is the cheaper gRPC client at each percentile)")
+        floor = dict(reference)
+        reference["grpc-grpcio"] = grpcio_reference(server, load, args.reference_requests)
+        report("reference clients (precise clients and blocking grpcio; one request at a time, no Locust)",
+               reference, truth, held, floor, {}, checks=False)
+        print("  (what the precise clients measure above the truth is the floor, for information, not a "
+              "check of the harness)")
 
         common = ["-t", f"{args.seconds}s", "-H", server.rest_url, "--grpc-host", server.grpc_target,
                   "--seed", "1"]
@@ -309,16 +282,21 @@ def main(argv: list[str] | None = None) -> int:
             runs.append((f"harness open loop ({open_[-1]} req/s Poisson over {','.join(transports)}, "
                          f"up to 16 in flight, {args.seconds} s)",
                          [*open_, "--transports", ",".join(transports)]))
+        runs.append((f"for comparison: --client stock, closed loop ({closed[1]} users, {args.seconds} s)",
+                     [*closed, "--client", "stock"]))
         for title, run_args in runs:
+            checked = not title.startswith("for comparison")
             server.reset()
             run = run_harness([*common, *run_args], timeout=args.seconds + 180)
             if run.returncode != 0:
                 print(f"\n{title}: the harness exited {run.returncode}\n{run.stderr[-2000:]}")
-                verdicts.append((title, False))
+                if checked:
+                    verdicts.append((title, False))
                 continue
             truth, held = (by_transport(b) for b in server.stats())
             measured = by_transport(LatencyBook.from_wire(run.report["hdr"]))
-            verdicts += report(title, measured, truth, held, reference, locust_percentiles(run.run_dir))
+            verdicts += report(title, measured, truth, held, floor, locust_percentiles(run.run_dir),
+                               checks=checked)
             schedule: dict[str, Any] | None = run.report.get("schedule")
             if schedule:
                 lag = schedule["lag_us"]

@@ -11,25 +11,27 @@ figures are compared with.
 It is built to cost as little as possible on top of that delay, so that the
 known delay can serve as the truth:
 
-* REST is a bare ``asyncio.Protocol`` on uvloop: keep-alive,
+* REST is a bare protocol on uvloop: keep-alive,
   ``Content-Length`` bodies only, no per-request JSON work once a request
   body has been seen (the full HTTP answer, right and wrong, is
   cached per path and body; the harness sends the same pre-encoded bodies
   over and over).
-* gRPC is a bare HTTP/2 ``asyncio.Protocol`` too (:mod:`oip.h2`; grpcio's
+* gRPC is a bare HTTP/2 protocol too (:mod:`oip.h2`; grpcio's
   server costs 0.5-1.5 ms a call on a small VM): pre-serialised
   ``ModelInferResponse`` bytes out, cached per request bytes.
-* The hold runs from the moment the request is fully received, so answering
-  work is hidden inside it, and ends on a Linux ``timerfd`` (asyncio's own
-  timers fire up to 1 ms late) armed ``--spin-us`` early, after which the loop
-  spins to the deadline: on a VM a sleeping CPU takes 0.1-0.6 ms to wake up.
+* The hold runs from the moment the request's last bytes arrived, as the
+  kernel stamped them (:class:`StampedTransport`: the loop may wake up to
+  0.6 ms later on a VM), so waking and answering work are hidden inside it,
+  and ends on a Linux ``timerfd`` (asyncio's own timers fire up to 1 ms
+  late) armed ``--spin-us`` early, after which the loop spins to the
+  deadline: on a VM a sleeping CPU takes 0.1-0.6 ms to wake up.
 * :class:`DelayServer` runs REST and gRPC in two child processes, apart from
   the load generator and from each other (no shared GIL, no shared loop).
 
 Per request it records, in microsecond HDR histograms: the delay it meant to
 hold (``intended``, the truth) and the time it really held the request
-(``held``: from the request fully received to the answer handed to the
-socket, REST, or returned to grpc, gRPC). ``GET /_delay/stats`` on the
+(``held``: from the kernel's arrival stamp of the request's last bytes to
+the moment the answer is handed to the socket). ``GET /_delay/stats`` on the
 process's REST (control) port returns both; ``POST /_delay/reset`` clears them.
 
 Deliberate faults for tests: ``--wrong-every N`` returns a wrong prediction in
@@ -559,8 +561,9 @@ class RestProtocol:
         transport = self.transport
         if transport is None:
             return  # the client went away
+        held = time.monotonic() - received  # handed to the kernel now (the write itself can take a while)
         transport.write(response)
-        self.app.behaviour.record(model, "rest", delay, time.monotonic() - received)
+        self.app.behaviour.record(model, "rest", delay, held)
         self.busy = False
         if not keep_alive:
             transport.close()
@@ -788,9 +791,10 @@ class GrpcProtocol:
         if self.transport is None or stream_id not in self.stream_windows:
             return  # the client went away or cancelled
         out = self._answer(stream_id, response)
+        held = time.monotonic() - received
         if out:
             self.transport.write(out)
-        self.behaviour.record(model, "grpc", delay, time.monotonic() - received)
+        self.behaviour.record(model, "grpc", delay, held)
 
     def _answer(self, stream_id: int, response: bytes) -> bytes:
         payload = h2.message(response)
