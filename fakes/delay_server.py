@@ -59,6 +59,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -827,8 +828,8 @@ class GrpcProtocol:
 
     def _close(self, why: str) -> None:
         if self.transport is not None:
-            last_stream, protocol_error = b"\x00\x00\x00\x00", b"\x00\x00\x00\x01"
-            self.transport.write(h2.frame(h2.GOAWAY, 0, 0, last_stream + protocol_error + why.encode()[:200]))
+            payload = struct.pack(">II", 0, h2.PROTOCOL_ERROR) + why.encode()[:200]  # last stream 0
+            self.transport.write(h2.frame(h2.GOAWAY, 0, 0, payload))
             self.transport.close()
             self.transport = None
 

@@ -337,6 +337,8 @@ class GrpcConnection:
             state.window_delta = 0
         assert sent is not None and sent_ns is not None
         elapsed, stamped = sock.elapsed_since(sent, sent_ns)
+        if not request_sent:  # answered early: stop sending, and tell the server so
+            out += h2.frame(h2.RST_STREAM, 0, stream, struct.pack(">I", h2.CANCEL))
         if out:
             sock.sock.sendall(out)
         return state.reply(sent, elapsed, stamped)
@@ -411,7 +413,7 @@ class _Stream:
 
     def reply(self, sent: float, elapsed: float, stamped: bool) -> Reply:
         if self.reset_code is not None:
-            code = h2.GRPC_CANCELLED if self.reset_code == 0x8 else h2.GRPC_INTERNAL
+            code = h2.GRPC_CANCELLED if self.reset_code == h2.CANCEL else h2.GRPC_INTERNAL
             return Reply(code, b"", f"stream reset by the server (HTTP/2 error {self.reset_code})",
                          sent, elapsed, stamped)
         fields: dict[str, str] = {}

@@ -203,3 +203,37 @@ def test_grpc_client_honours_flow_control_and_answers_settings_and_pings() -> No
     assert (reply.status, reply.body) == (h2.GRPC_OK, b"echo:" + message[:10])
     assert seen["body"] == h2.message(message)
     assert seen["acks"] == 1 and seen["pongs"] == 1
+
+
+def test_grpc_client_stops_sending_when_answered_early() -> None:
+    """A peer that refuses a large request after the first window: status back, stream cancelled."""
+    seen: dict[str, object] = {}
+
+    def handler(conn: socket.socket, _: int) -> None:
+        reader = h2.FrameReader()
+        data = b""
+        while len(data) < len(h2.PREFACE):
+            data += conn.recv(65536)
+        conn.sendall(h2.settings({}))
+        frames, received, answered = list(reader.feed(data[len(h2.PREFACE):])), 0, False
+        while True:
+            for item in frames:
+                if item.kind == h2.DATA:
+                    received += len(item.payload)
+                elif item.kind == h2.RST_STREAM:
+                    seen["reset"] = int.from_bytes(item.payload, "big")
+                    seen["received"] = received
+                    return
+            if received >= h2.DEFAULT_WINDOW and not answered:
+                answered = True
+                conn.sendall(h2.frame(h2.HEADERS, h2.END_HEADERS | h2.END_STREAM, 1,
+                                      h2.RESPONSE_HEADERS + h2.trailers(8, "too large")))
+            frames = list(reader.feed(conn.recv(65536)))
+
+    port, thread = scripted(handler, 1)
+    connection = GrpcConnection("127.0.0.1", port)
+    reply = connection.call("/svc/Method", b"z" * 200_000)
+    thread.join(10)
+    connection.close()
+    assert (reply.status, reply.details) == (8, "too large")
+    assert seen == {"reset": h2.CANCEL, "received": h2.DEFAULT_WINDOW}
