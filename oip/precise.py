@@ -90,6 +90,7 @@ class _TimedSocket:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.stamps = enable_stamps(self.sock)
         self.last_arrival_ns: int | None = None  # CLOCK_REALTIME of the last bytes received
+        self._stamped = False  # whether that time is the kernel's stamp
 
     def send(self, data: bytes) -> tuple[float, int]:
         """Write ``data``; returns (monotonic, realtime ns) taken just before."""
@@ -100,7 +101,7 @@ class _TimedSocket:
     def recv(self) -> bytes:
         if not self.stamps:
             data = self.sock.recv(_RECV_SIZE)
-            self.last_arrival_ns = time.time_ns()
+            self.last_arrival_ns, self._stamped = time.time_ns(), False
             return data
         data, stamp = recv_stamped(self.sock, _RECV_SIZE)
         self.last_arrival_ns = stamp if stamp is not None else time.time_ns()
@@ -109,8 +110,7 @@ class _TimedSocket:
 
     def elapsed_since(self, sent: float, sent_ns: int) -> tuple[float, bool]:
         """Seconds from the send to the last bytes received (the monotonic clock if the stamp is odd)."""
-        stamped = self.stamps and getattr(self, "_stamped", False) and self.last_arrival_ns is not None
-        if stamped:
+        if self._stamped and self.last_arrival_ns is not None:
             elapsed = (self.last_arrival_ns - sent_ns) / 1e9
             # A realtime step between the two readings would show here: fall back.
             fallback = time.monotonic() - sent
