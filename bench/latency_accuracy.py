@@ -74,33 +74,23 @@ def by_transport(book: LatencyBook) -> dict[str, LatencyHistogram]:
 # ---------------------------------------------------------------- reference
 
 
-def rest_reference(server: DelayServer, load: ModelLoad, requests: int, warmup: int = 0) -> LatencyHistogram:
-    """The precise HTTP/1.1 client (:class:`oip.precise.HttpConnection`), one request at a time."""
+def precise_reference(server: DelayServer, load: ModelLoad, transport: str, requests: int,
+                      warmup: int = 0) -> LatencyHistogram:
+    """The harness's precise client of ``transport`` (:mod:`oip.precise`), one request at a time."""
     out = LatencyHistogram()
-    connection = HttpConnection(LOOPBACK, int(server.rest_port or 0))
+    if transport == "rest":
+        connection: HttpConnection | GrpcConnection = HttpConnection(LOOPBACK, int(server.rest_port or 0))
+    else:
+        connection = GrpcConnection(LOOPBACK, int(server.grpc_port or 0))
     try:
         for i in range(warmup + requests):
             item = load.items[i % len(load.items)]
-            reply = connection.exchange(item.rest_request)
-            problem = check_rest(load, item, reply.status, reply.body)
-            if problem:
-                raise RuntimeError(f"the stand-in answered wrong: {problem}")
-            if i >= warmup:
-                out.record(reply.elapsed * 1e6)
-    finally:
-        connection.close()
-    return out
-
-
-def grpc_reference(server: DelayServer, load: ModelLoad, requests: int, warmup: int = 0) -> LatencyHistogram:
-    """The precise gRPC client (:class:`oip.precise.GrpcConnection`), one request at a time."""
-    out = LatencyHistogram()
-    connection = GrpcConnection(LOOPBACK, int(server.grpc_port or 0))
-    try:
-        for i in range(warmup + requests):
-            item = load.items[i % len(load.items)]
-            reply = connection.call(GRPC_METHOD, item.grpc_body)
-            problem = reply.details if reply.status else check_grpc(load, item, reply.body)
+            if isinstance(connection, HttpConnection):
+                reply = connection.exchange(item.rest_request)
+                problem = check_rest(load, item, reply.status, reply.body)
+            else:
+                reply = connection.call(GRPC_METHOD, item.grpc_body)
+                problem = reply.details if reply.status else check_grpc(load, item, reply.body)
             if problem:
                 raise RuntimeError(f"the stand-in answered wrong: {problem}")
             if i >= warmup:
@@ -255,11 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"machine floor: a bare TCP echo round trip after {args.delay_ms:g} ms idle: "
               f"p50 {echo.percentile(50)}, p99 {echo.percentile(99)}")
 
-        rest_reference(server, load, 0, warmup=WARMUP)
-        grpc_reference(server, load, 0, warmup=WARMUP)
+        for transport in TRANSPORTS:
+            precise_reference(server, load, transport, 0, warmup=WARMUP)
         server.reset()
-        reference = {"rest": rest_reference(server, load, args.reference_requests),
-                     "grpc": grpc_reference(server, load, args.reference_requests)}
+        reference = {t: precise_reference(server, load, t, args.reference_requests) for t in TRANSPORTS}
         truth, held = (by_transport(b) for b in server.stats())
         floor = dict(reference)
         reference["grpc-grpcio"] = grpcio_reference(server, load, args.reference_requests)

@@ -285,7 +285,7 @@ class StampedTransport:
         self.loop, self.sock, self.protocol = loop, sock, protocol
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.stamps = enable_stamps(sock)
+        enable_stamps(sock)  # where the kernel cannot, arrivals are read off the clock
         self.fd = sock.fileno()
         self.pending = bytearray()
         self.closing = False
@@ -306,7 +306,7 @@ class StampedTransport:
         self.protocol.data_received(data, time.monotonic() if stamp is None else monotonic_of(stamp))
 
     def write(self, data: bytes) -> None:
-        if self.closing and self.sock.fileno() < 0:
+        if self.fd < 0:  # closed
             return
         if self.pending:
             self.pending += data
@@ -680,13 +680,12 @@ class GrpcProtocol:
         self.send_window = h2.DEFAULT_WINDOW
         self.stream_windows: dict[int, int] = {}
         self.blocked: list[tuple[int, bytes]] = []  # (stream, message) waiting for a window
-        self.received = 0
-        self.header_stream: int | None = None  # a header block continues on this stream
+        self.window = h2.ReceiveWindow()
 
     def connection_made(self, transport: StampedTransport) -> None:
         self.transport = transport
         transport.write(h2.settings({h2.SETTINGS_INITIAL_WINDOW_SIZE: h2.MAX_WINDOW})
-                        + h2.window_update(0, h2.MAX_WINDOW - h2.DEFAULT_WINDOW))
+                        + h2.ReceiveWindow.opening())
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -756,11 +755,7 @@ class GrpcProtocol:
                     return self._dispatch(item.stream_id, received)
             return b""
         if kind == h2.DATA:
-            out = b""
-            self.received += len(item.payload)
-            if self.received > h2.MAX_WINDOW // 2:
-                out = h2.window_update(0, self.received)
-                self.received = 0
+            out = self.window.consumed(len(item.payload))
             stream = self.streams.get(item.stream_id)
             if stream is None:
                 return out  # a stream we reset or answered early

@@ -46,7 +46,7 @@ from locust import events
 from locust.exception import CatchResponseError, StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
-from oip.precise import GrpcConnection, HttpConnection
+from oip.precise import GrpcConnection, HttpConnection, Reply, WireError
 from reference.errors import HarnessError
 from reporting.latency import LatencyBook, SeriesKey, WireFormatError
 from reporting.runs import Run, new_run
@@ -454,6 +454,20 @@ def report(user: Any, request_type: str, name: str, key: SeriesKey, seconds: flo
         request_type=request_type, name=name, response_time=seconds * 1000.0, response_length=length,
         exception=CatchResponseError(problem) if problem else None, context={"oip_key": key},
     )
+
+
+def send_precise(user: Any, request_type: str, name: str, key: SeriesKey, due: float | None, where: str,
+                 exchange: Callable[[], Reply], check: Callable[[Reply], str | None]) -> None:
+    """One request over a precise connection, timed and reported (``where`` names it in a failure)."""
+    sent = time.monotonic()
+    try:
+        reply = exchange()
+    except WireError as exc:
+        report(user, request_type, name, key, time.monotonic() - sent + since_intended(due, sent), 0,
+               f"{where}: {exc}")
+        return
+    report(user, request_type, name, key, reply.elapsed + since_intended(due, reply.sent), len(reply.body),
+           check(reply))
 
 
 def _schedule(transport: str) -> ArrivalSchedule:

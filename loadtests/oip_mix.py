@@ -41,7 +41,7 @@ from loadtests._workload import (  # noqa: E402
     check_rest,
 )
 from oip import h2  # noqa: E402
-from oip.precise import WireError  # noqa: E402
+from oip.precise import Reply  # noqa: E402
 
 GRPC_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
@@ -85,17 +85,11 @@ class RestInferUser(FastHttpUser):
         if self.wire is None:
             self.infer_stock(load, item, due)
             return
-        sent = time.monotonic()
-        try:
-            reply = self.wire.exchange(item.rest_request)
-        except WireError as exc:
-            runtime.report(self, "POST", load.rest_path, load.rest_key,
-                           time.monotonic() - sent + runtime.since_intended(due, sent), 0,
-                           f"{model} {item.label} over REST: {exc}")
-            return
-        runtime.report(self, "POST", load.rest_path, load.rest_key,
-                       reply.elapsed + runtime.since_intended(due, reply.sent), len(reply.body),
-                       check_rest(load, item, reply.status, reply.body))
+        runtime.send_precise(
+            self, "POST", load.rest_path, load.rest_key, due, f"{model} {item.label} over REST",
+            lambda: self.wire.exchange(item.rest_request),
+            lambda reply: check_rest(load, item, reply.status, reply.body),
+        )
 
     def infer_stock(self, load: ModelLoad, item: Item, due: float | None) -> None:
         lag = runtime.since_intended(due, time.monotonic())
@@ -162,21 +156,18 @@ class GrpcInferUser(User):
         if self.wire is None:
             self.infer_stock(load, item, due)
             return
-        sent = time.monotonic()
-        try:
-            reply = self.wire.call(GRPC_METHOD, item.grpc_body)
-        except WireError as exc:
-            runtime.report(self, "gRPC", load.grpc_name, load.grpc_key,
-                           time.monotonic() - sent + runtime.since_intended(due, sent), 0,
-                           f"{model} {item.label} over gRPC: {exc}")
-            return
+        runtime.send_precise(
+            self, "gRPC", load.grpc_name, load.grpc_key, due, f"{model} {item.label} over gRPC",
+            lambda: self.wire.call(GRPC_METHOD, item.grpc_body),
+            lambda reply: self.check(load, item, reply),
+        )
+
+    @staticmethod
+    def check(load: ModelLoad, item: Item, reply: Reply) -> str | None:
         if reply.status != h2.GRPC_OK:
-            problem = (f"{model} {item.label} over gRPC: "
-                       f"{h2.STATUS_NAMES.get(reply.status, reply.status)}: {reply.details}")
-        else:
-            problem = check_grpc(load, item, reply.body)
-        runtime.report(self, "gRPC", load.grpc_name, load.grpc_key,
-                       reply.elapsed + runtime.since_intended(due, reply.sent), len(reply.body), problem)
+            status = h2.STATUS_NAMES.get(reply.status, str(reply.status))
+            return f"{load.name} {item.label} over gRPC: {status}: {reply.details}"
+        return check_grpc(load, item, reply.body)
 
     def infer_stock(self, load: ModelLoad, item: Item, due: float | None) -> None:
         raw = b""

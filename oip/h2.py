@@ -98,6 +98,32 @@ def window_update(stream_id: int, increment: int) -> bytes:
     return frame(WINDOW_UPDATE, 0, stream_id, struct.pack(">I", increment))
 
 
+class ReceiveWindow:
+    """Keeps an end's connection-level receive window wide open.
+
+    Each end announces the largest stream window in its SETTINGS
+    (``SETTINGS_INITIAL_WINDOW_SIZE: MAX_WINDOW``), widens the connection
+    window to the same with :meth:`opening` right after, then hands back
+    what it received in one WINDOW_UPDATE whenever half is used.
+    """
+
+    def __init__(self) -> None:
+        self._used = 0
+
+    @staticmethod
+    def opening() -> bytes:
+        """The connection WINDOW_UPDATE to send once, after the SETTINGS frame."""
+        return window_update(0, MAX_WINDOW - DEFAULT_WINDOW)
+
+    def consumed(self, size: int) -> bytes:
+        """Count a received DATA frame's ``size``; returns a WINDOW_UPDATE to send (or b"")."""
+        self._used += size
+        if self._used <= MAX_WINDOW // 2:
+            return b""
+        update, self._used = window_update(0, self._used), 0
+        return update
+
+
 def data_frames(stream_id: int, data: bytes, max_frame: int, end_stream: bool) -> bytes:
     """``data`` as DATA frames of at most ``max_frame`` bytes (flow control is the caller's)."""
     if not data:

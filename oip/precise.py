@@ -274,12 +274,12 @@ class GrpcConnection:
         self._next_stream = 1
         self._peer = h2.PeerSettings()
         self._send_window = h2.DEFAULT_WINDOW  # connection level
-        self._received = 0
+        self._window = h2.ReceiveWindow()
         self._goaway = False
         try:
             sock.sock.sendall(h2.PREFACE + h2.settings({
                 h2.SETTINGS_ENABLE_PUSH: 0, h2.SETTINGS_INITIAL_WINDOW_SIZE: h2.MAX_WINDOW,
-            }) + h2.window_update(0, h2.MAX_WINDOW - h2.DEFAULT_WINDOW))
+            }) + h2.ReceiveWindow.opening())
         except OSError as exc:
             sock.close()
             raise WireError(f"cannot start HTTP/2 with {self.authority}: {exc}") from exc
@@ -378,11 +378,7 @@ class GrpcConnection:
             return b""
         if kind == h2.DATA:
             state.body += item.body()
-            out = b""
-            self._received += len(item.payload)
-            if self._received > h2.MAX_WINDOW // 2:
-                out = h2.window_update(0, self._received)
-                self._received = 0
+            out = self._window.consumed(len(item.payload))
             if item.flags & h2.END_STREAM:
                 state.ended = True
             return out

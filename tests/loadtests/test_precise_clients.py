@@ -113,6 +113,17 @@ def scripted(handler: Callable[[socket.socket, int], None], connections: int) ->
     return port, thread
 
 
+def accept_http2(conn: socket.socket) -> tuple[h2.FrameReader, list[h2.Frame]]:
+    """Read the client's preface, send empty (default) SETTINGS; returns the reader and frames so far."""
+    data = b""
+    while len(data) < len(h2.PREFACE):
+        data += conn.recv(65536)
+    assert data.startswith(h2.PREFACE)
+    conn.sendall(h2.settings({}))
+    reader = h2.FrameReader()
+    return reader, list(reader.feed(data[len(h2.PREFACE):]))
+
+
 def read_http_request(conn: socket.socket) -> bytes:
     data = b""
     while b"\r\n\r\n" not in data:
@@ -164,13 +175,8 @@ def test_grpc_client_honours_flow_control_and_answers_settings_and_pings() -> No
     seen: dict[str, object] = {}
 
     def handler(conn: socket.socket, _: int) -> None:
-        reader = h2.FrameReader()
-        data = b""
-        while len(data) < len(h2.PREFACE):
-            data += conn.recv(65536)
-        assert data.startswith(h2.PREFACE)
-        conn.sendall(h2.settings({}) + h2.frame(h2.PING, 0, 0, b"pingpong"))
-        frames = list(reader.feed(data[len(h2.PREFACE):]))
+        reader, frames = accept_http2(conn)
+        conn.sendall(h2.frame(h2.PING, 0, 0, b"pingpong"))
         body, window, acks, pongs, ended = b"", h2.DEFAULT_WINDOW, 0, 0, False
         while not ended:
             for item in frames:
@@ -210,12 +216,8 @@ def test_grpc_client_stops_sending_when_answered_early() -> None:
     seen: dict[str, object] = {}
 
     def handler(conn: socket.socket, _: int) -> None:
-        reader = h2.FrameReader()
-        data = b""
-        while len(data) < len(h2.PREFACE):
-            data += conn.recv(65536)
-        conn.sendall(h2.settings({}))
-        frames, received, answered = list(reader.feed(data[len(h2.PREFACE):])), 0, False
+        reader, frames = accept_http2(conn)
+        received, answered = 0, False
         while True:
             for item in frames:
                 if item.kind == h2.DATA:
