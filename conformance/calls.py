@@ -98,6 +98,7 @@ class Reply:
     text: str = ""  # REST: the body; gRPC: the status details
     message: Any = None  # gRPC: the response message
     repro: str = ""
+    problems: tuple[str, ...] = ()  # gRPC: where the answer is not the OIP proto's message
 
     @property
     def signature(self) -> str:
@@ -307,8 +308,12 @@ class GrpcTransport:
         return self._call(self.client.server_metadata, self._repro("ServerMetadata", ""))
 
     def model_metadata(self, model: str, version: str | None) -> Reply:
-        return self._call(lambda: self.client.model_metadata(model, version or ""),
-                          self._repro("ModelMetadata", f"name: {model!r} version: {version or ''!r}"))
+        reply = self._call(lambda: self.client.model_metadata_checked(model, version or ""),
+                           self._repro("ModelMetadata", f"name: {model!r} version: {version or ''!r}"))
+        if reply.ok:
+            message, problems = reply.message
+            reply = dataclasses.replace(reply, message=message, problems=tuple(problems))
+        return reply
 
     def model_ready(self, model: str, version: str | None) -> Reply:
         return self._call(lambda: self.client.model_ready(model, version or ""),

@@ -10,6 +10,7 @@ from conformance.calls import TRANSPORTS
 from conformance.deviations import DEVIATIONS, Deviation
 from conformance.results import DEVIATION, FAIL, PASS, SEVERITY, SKIP, Outcome
 from conformance.rules import RULES, SERVER
+from reporting.tables import markdown_table
 
 TRANSPORT_TITLES = {"rest": "REST", "grpc": "gRPC"}
 CELL = {PASS: "pass", DEVIATION: "known deviation", FAIL: "**FAIL**", SKIP: "skipped"}
@@ -66,24 +67,20 @@ def _examples(outcomes: Iterable[Outcome], rule: str) -> int:
 
 def _server_matrix(outcomes: Sequence[Outcome]) -> list[str]:
     grouped = _by(outcomes)
-    rows = ["## Server rules", "", "| rule | " + " | ".join(TRANSPORT_TITLES[t] for t in TRANSPORTS) + " |",
-            "|---|" + "---|" * len(TRANSPORTS)]
-    for rule in (r for r in RULES.values() if r.scope == SERVER):
-        cells = [_cell(grouped.get((rule.id, t, ""), [])) for t in TRANSPORTS]
-        rows.append(f"| `{rule.id}`: {rule.says} | " + " | ".join(cells) + " |")
-    return [*rows, ""]
+    header = ["rule", *(TRANSPORT_TITLES[t] for t in TRANSPORTS)]
+    body = [[f"`{rule.id}`: {rule.says}", *(_cell(grouped.get((rule.id, t, ""), [])) for t in TRANSPORTS)]
+            for rule in RULES.values() if rule.scope == SERVER]
+    return ["## Server rules", "", *markdown_table(header, body), ""]
 
 
 def _model_matrix(outcomes: Sequence[Outcome], models: Sequence[str]) -> list[str]:
     grouped = _by(outcomes)
     columns = [(t, m) for t in TRANSPORTS for m in models]
-    head = " | ".join(f"{TRANSPORT_TITLES[t]} {m}" for t, m in columns)
-    rows = ["## Model rules (rule x transport x model)", "", f"| rule | {head} | examples |",
-            "|---|" + "---|" * (len(columns) + 1)]
-    for rule in (r for r in RULES.values() if r.scope != SERVER):
-        cells = [_cell(grouped.get((rule.id, t, m), [])) for t, m in columns]
-        examples = _examples(outcomes, rule.id)
-        rows.append(f"| `{rule.id}`: {rule.says} | " + " | ".join(cells) + f" | {examples} |")
+    header = ["rule", *(f"{TRANSPORT_TITLES[t]} {m}" for t, m in columns), "examples"]
+    body = [[f"`{rule.id}`: {rule.says}", *(_cell(grouped.get((rule.id, t, m), [])) for t, m in columns),
+             _examples(outcomes, rule.id)]
+            for rule in RULES.values() if rule.scope != SERVER]
+    rows = ["## Model rules (rule x transport x model)", "", *markdown_table(header, body)]
     return [*rows, "", "A cell with several results comes from variants of the rule (paths, endpoints, "
             "datatypes); the failures and skips below name them.", ""]
 
@@ -100,11 +97,10 @@ def _deviations(outcomes: Sequence[Outcome], apply: bool, substitutions: dict[st
     if not apply:
         return [*rows, "The target is not a server listed in the deviation table: every rule is judged "
                 "as written, and no failure is expected.", ""]
-    rows += ["| rule | transport | the spec says | the server does | this run |", "|---|---|---|---|---|"]
-    for d in DEVIATIONS:
-        where = "".join(f" ({k}={v})" for k, v in d.where.items())
-        rows.append(f"| `{d.rule}`{where} | {TRANSPORT_TITLES[d.transport]} | {_escape(d.spec)} | "
-                    f"{_escape(d.server_does)} | {_deviation_status(d, outcomes)} |")
+    body = [[f"`{d.rule}`" + "".join(f" ({k}={v})" for k, v in d.where.items()),
+             TRANSPORT_TITLES[d.transport], d.spec, d.server_does, _deviation_status(d, outcomes)]
+            for d in DEVIATIONS]
+    rows += markdown_table(["rule", "transport", "the spec says", "the server does", "this run"], body)
     rows += ["", "Reproducing requests:", ""]
     for d in DEVIATIONS:
         command = d.reproduce
@@ -130,6 +126,3 @@ def _skips(outcomes: Sequence[Outcome]) -> list[str]:
     return ["## Skipped (not counted as passed)", "",
             *[f"- {count} test(s): {reason}" for reason, count in reasons.most_common()], ""]
 
-
-def _escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")

@@ -31,6 +31,8 @@ RULES: dict[str, Rule] = _rules(
          "model metadata (versioned and unversioned path) has name, platform and typed inputs/outputs"),
     Rule("model_metadata_lists_served_version", MODEL,
          "`versions`, when given, lists the versions that may be requested explicitly"),
+    Rule("model_metadata_properties_are_text", MODEL,
+         "gRPC ModelMetadataResponse field 6 is the OIP proto's `map<string, string> properties`"),
     Rule("model_ready", MODEL, "model ready (versioned and unversioned path) is 200 / ready=true"),
     Rule("infer_echoes_model_name_and_version", MODEL,
          "a response names the model and the version that was requested"),

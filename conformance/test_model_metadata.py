@@ -76,6 +76,20 @@ def test_model_metadata_lists_served_version(transport: Transport, model: ModelU
     check_once(check)
 
 
+def test_model_metadata_properties_are_text(transport: Transport, model: ModelUnderTest,
+                                           check_once: CheckOnce) -> None:
+    if transport.name != "grpc":
+        pytest.skip("gRPC only: REST model metadata has no properties field")
+
+    def check() -> None:
+        reply = transport.model_metadata(model.name, model.version)
+        expect_ok(reply, "model metadata")
+        expect_true(not reply.problems, reply, "field 6 must be map<string, string> properties (OIP proto)",
+                    "; ".join(reply.problems))
+
+    check_once(check)
+
+
 @pytest.mark.parametrize("path", PATHS)
 def test_model_ready(transport: Transport, model: ModelUnderTest, path: str, check_once: CheckOnce) -> None:
     def check() -> None:

@@ -1,14 +1,11 @@
-"""The single import point of the generated V2 (KServe dataplane) protobuf code.
+"""The single import point of the V2 gRPC messages (``pb``) and service stub (``pb_grpc``).
 
-Everything in ``oip`` uses ``pb`` (messages) and ``pb_grpc`` (service stub)
-from here, so swapping MLServer's copy for another generated copy of
-``grpc_predict_v2.proto`` is a one-file change.
-
-Note: importing ``mlserver.grpc`` imports the whole ``mlserver`` package
-(about 1.5 s), once per process.
+They are generated from the Open Inference Protocol's own proto
+(``oip/proto/open_inference_grpc.proto``), not taken from any server's package,
+so a client process never imports the server it judges.
 """
 
-from mlserver.grpc import dataplane_pb2 as pb
-from mlserver.grpc import dataplane_pb2_grpc as pb_grpc
+from .proto import open_inference_grpc_pb2 as pb
+from .proto import open_inference_grpc_pb2_grpc as pb_grpc
 
 __all__ = ["pb", "pb_grpc"]

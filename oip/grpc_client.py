@@ -15,6 +15,8 @@ from google.protobuf import text_format
 from google.protobuf.message import Message
 
 from ._pb import pb, pb_grpc
+from .metadata_wire import decode_model_metadata
+from .names import GRPC_MODEL_METADATA
 
 __all__ = ["GrpcClient", "describe_request"]
 
@@ -43,6 +45,11 @@ class GrpcClient:
         ]
         self._channel = grpc.insecure_channel(target, options=options)
         self._stub = pb_grpc.GRPCInferenceServiceStub(self._channel)
+        self._metadata_raw = self._channel.unary_unary(
+            GRPC_MODEL_METADATA,
+            request_serializer=pb.ModelMetadataRequest.SerializeToString,
+            response_deserializer=bytes,
+        )
 
     def live(self, *, timeout: float | None = None) -> pb.ServerLiveResponse:
         return self._stub.ServerLive(pb.ServerLiveRequest(), timeout=self._deadline(timeout))
@@ -56,10 +63,17 @@ class GrpcClient:
     def model_metadata(
         self, model: str, version: str = "", *, timeout: float | None = None
     ) -> pb.ModelMetadataResponse:
-        return self._stub.ModelMetadata(
-            pb.ModelMetadataRequest(name=model, version=version),
-            timeout=self._deadline(timeout),
+        """ModelMetadata, decoded leniently: see :meth:`model_metadata_checked`."""
+        return self.model_metadata_checked(model, version, timeout=timeout)[0]
+
+    def model_metadata_checked(
+        self, model: str, version: str = "", *, timeout: float | None = None
+    ) -> tuple[pb.ModelMetadataResponse, list[str]]:
+        """ModelMetadata and what in it is not the OIP proto's message (field 6 of another type)."""
+        raw = self._metadata_raw(
+            pb.ModelMetadataRequest(name=model, version=version), timeout=self._deadline(timeout)
         )
+        return decode_model_metadata(raw)
 
     def model_ready(
         self, model: str, version: str = "", *, timeout: float | None = None

@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 
+from oip.names import LOOPBACK
 from reference.errors import HarnessError
 
 EXIT_USER_ERROR = 2
@@ -126,11 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _default_url() -> str:
-    from reference.config import load_server_settings
+    from reference.config import read_server_settings
     from reference.paths import SETTINGS_FILE
 
-    settings = load_server_settings(SETTINGS_FILE)
-    return f"http://127.0.0.1:{settings.get('http_port', 8080)}"
+    settings = read_server_settings(SETTINGS_FILE)
+    return f"http://{LOOPBACK}:{settings.get('http_port', 8080)}"
 
 
 def main(argv: list[str] | None = None) -> int:

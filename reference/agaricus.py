@@ -12,9 +12,9 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
-import urllib.error
-import urllib.request
 from pathlib import Path
+
+import httpx
 
 from reference.errors import DataError
 
@@ -54,10 +54,11 @@ def _download(name: str, dest: Path) -> Path:
     url = BASE_URL + name
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            payload = response.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+        response = httpx.get(url, timeout=DOWNLOAD_TIMEOUT_S, follow_redirects=True)
+        response.raise_for_status()
+        payload = response.content
+    except httpx.HTTPError as exc:
+        reason = exc
         raise DataError(
             f"{name} is not available locally and downloading {url} failed ({reason}). "
             f"Put the agaricus files in a folder and pass --agaricus-dir DIR "

@@ -46,9 +46,17 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
+def read_server_settings(path: Path) -> dict[str, Any]:
+    """The root ``settings.json`` as a dict, unchecked: for clients that only need its ports.
+
+    It does not import MLServer, so a load generator or conformance client never does.
+    """
+    return _read_json(path, "server settings file")
+
+
 def load_server_settings(path: Path) -> dict[str, Any]:
     """The root ``settings.json`` as a dict, checked against MLServer's own schema."""
-    settings = _read_json(path, "server settings file")
+    settings = read_server_settings(path)
     from mlserver.settings import Settings
 
     unknown = sorted(set(settings) - set(Settings.model_fields))

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import http.client
 import os
 import shutil
 import signal
@@ -30,11 +29,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+import httpx
+
+from oip.names import LOOPBACK
 from reference.config import DeployedModel, discover_models, load_server_settings
 from reference.errors import ConfigError, ServerStartError
 from reference.paths import MODELS_DIR, RUNTIME_DIR, SETTINGS_FILE
 
-LOOPBACK = "127.0.0.1"
 DEFAULT_STARTUP_TIMEOUT_S = 120.0
 DEFAULT_STOP_GRACE_S = 10.0
 LOG_TAIL_LINES = 25
@@ -96,16 +97,10 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 
 
 def _http_status(host: str, port: int, path: str, timeout: float = 2.0) -> int | None:
-    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        return response.status
-    except OSError:
+        return httpx.get(f"http://{host}:{port}{path}", timeout=timeout).status_code
+    except httpx.HTTPError:
         return None
-    finally:
-        conn.close()
 
 
 def _mlserver_command(models_dir: Path) -> list[str]:
@@ -292,9 +287,6 @@ class ReferenceServer:
             "--", *_mlserver_command(self.models_dir),
         ]
         env = _mlserver_env(self.settings)
-        # The watchdog module must be importable whatever the caller's cwd.
-        repo_root = str(Path(__file__).resolve().parent.parent)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH")) if p)
         self._log_file = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self._process = subprocess.Popen(
             command,

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from reporting.tables import markdown_table
+
 LATENCY_COLUMNS = ("p50", "p90", "p95", "p99", "p99.9", "max")
 
 
@@ -17,10 +19,6 @@ def pct(x: float | None, digits: int = 2) -> str:
     return "-" if x is None else f"{x * 100:.{digits}f}%"
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
 
 
 def _scope_name(scope: str) -> str:
@@ -61,19 +59,19 @@ def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
         rows.append([_scope_name(scope), s.get("requests", 0), sum(errors.values()) if errors else 0,
                      pct(s.get("error_rate")), f"{s.get('throughput_rps') or 0:.1f}",
                      *(ms(lat.get(c)) for c in LATENCY_COLUMNS)])
-    lines += _table(["scope", "requests", "errors", "error rate", "req/s", *LATENCY_COLUMNS], rows)
+    lines += markdown_table(["scope", "requests", "errors", "error rate", "req/s", *LATENCY_COLUMNS], rows)
     error_kinds = {(scope, kind): n for scope, s in summary.get("scopes", {}).items() if "/" in scope
                    for kind, n in (s.get("errors") or {}).items()}
     if error_kinds:
         lines += ["", "Errors by kind:", ""]
-        lines += _table(["scope", "kind", "count"], [[s, k, n] for (s, k), n in error_kinds.items()])
+        lines += markdown_table(["scope", "kind", "count"], [[s, k, n] for (s, k), n in error_kinds.items()])
 
     server_side = summary.get("server_side") or {}
     if server_side:
         lines += ["", "## Server-side view (MLServer's Prometheus metrics, same window)", ""]
         rows = [[m, v.get("requests"), v.get("failures"), ms(v.get("inference_mean_us")),
                  ms(v.get("client_mean_us")), ms(v.get("overhead_us"))] for m, v in server_side.items()]
-        lines += _table(["model", "server requests", "server failures", "inference mean",
+        lines += markdown_table(["model", "server requests", "server failures", "inference mean",
                          "client mean", "overhead (protocol + queueing)"], rows)
 
     slos = summary.get("slo") or []
@@ -81,7 +79,7 @@ def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
         lines += ["", "## Thresholds", ""]
         rows = [[f"`{r['slo']}`", r["scope"], _fmt_actual(r), "pass" if r["ok"] else "**FAIL**"]
                 for r in slos]
-        lines += _table(["SLO", "scope", "measured", "result"], rows)
+        lines += markdown_table(["SLO", "scope", "measured", "result"], rows)
 
     comparison = summary.get("comparison")
     if comparison:
@@ -90,7 +88,7 @@ def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
         rows = [[r["scope"], r["metric"], _fmt_metric(r["metric"], r["baseline"]),
                  _fmt_metric(r["metric"], r["current"]), _fmt_change(r), r["judgement"]]
                 for r in comparison.get("rows", [])]
-        lines += _table(["scope", "metric", "baseline", "current", "change", "judgement"], rows)
+        lines += markdown_table(["scope", "metric", "baseline", "current", "change", "judgement"], rows)
 
     ab = summary.get("ab")
     if ab:
@@ -99,7 +97,7 @@ def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
                   f"{ab.get('round_s')} s each, alternating (order: {' '.join(ab.get('order', []))})", ""]
         rows = [[m, f"{e['median']:.3f}", f"{e['low']:.3f} .. {e['high']:.3f}", e["verdict"]]
                 for m, e in ab.get("metrics", {}).items()]
-        lines += _table(["metric", "median ratio", "spread (min .. max)", "verdict"], rows)
+        lines += markdown_table(["metric", "median ratio", "spread (min .. max)", "verdict"], rows)
 
     sweep = summary.get("sweep")
     if sweep:
@@ -107,12 +105,12 @@ def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
                       f"{sweep.get('step_s')} s per step)", ""]
         rows = [[s["parallel_workers"], s["users"], f"{s['throughput_rps'] or 0:.1f}", ms(s["p50_us"]),
                  ms(s["p99_us"]), s["errors"]] for s in sweep.get("steps", [])]
-        lines += _table(["parallel_workers", "users", "req/s", "p50", "p99", "errors"], rows)
+        lines += markdown_table(["parallel_workers", "users", "req/s", "p50", "p99", "errors"], rows)
         lines += ["", "Highest throughput under the limit:", ""]
         rows = [[b["parallel_workers"], "-" if b["users"] is None else b["users"],
                  "-" if b["throughput_rps"] is None else f"{b['throughput_rps']:.1f}", ms(b["p99_us"])]
                 for b in sweep.get("best", [])]
-        lines += _table(["parallel_workers", "users", "req/s", "p99"], rows)
+        lines += markdown_table(["parallel_workers", "users", "req/s", "p99"], rows)
 
     if images:
         lines += ["", "## Plots", ""] + [f"![{name}]({name})" for name in images]

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import defaultdict
 from dataclasses import dataclass, field
+
+import httpx
 
 Sample = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -39,9 +39,10 @@ def parse(text: str) -> Sample:
 def scrape(url: str, timeout: float = 5.0) -> Sample | None:
     """One scrape, or None when the endpoint does not answer (the report says so)."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return parse(response.read().decode("utf-8", "replace"))
-    except (urllib.error.URLError, OSError, ValueError):
+        response = httpx.get(url, timeout=timeout)
+        response.raise_for_status()
+        return parse(response.content.decode("utf-8", "replace"))
+    except (httpx.HTTPError, ValueError):
         return None
 
 

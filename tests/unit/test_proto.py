@@ -1,0 +1,57 @@
+"""The OIP proto: generated modules in step with it, and no client code that imports MLServer."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from oip._pb import pb
+from oip.proto import regenerate
+
+REPO = Path(__file__).resolve().parents[2]
+PROJECT_DIRS = ("bench", "conformance", "fakes", "loadtests", "oip", "reporting", "tests")
+
+
+def test_generated_modules_are_in_step_with_the_proto() -> None:
+    expected = regenerate.proto_digest()
+    for name in regenerate.MODULES:
+        stamped = regenerate.stamped_digest(regenerate.HERE / name)
+        assert stamped == expected, (
+            f"oip/proto/{name} was generated from another open_inference_grpc.proto "
+            f"(sha256 {stamped}, the proto now has {expected}): run python -m oip.proto.regenerate"
+        )
+
+
+def test_messages_have_the_specs_fields() -> None:
+    metadata = pb.ModelMetadataResponse.DESCRIPTOR.fields_by_name["properties"]
+    assert metadata.number == 6 and metadata.message_type.GetOptions().map_entry
+    assert metadata.message_type.fields_by_name["value"].type == metadata.message_type.fields_by_name["key"].type
+    parameter = pb.InferParameter.DESCRIPTOR.fields_by_name
+    assert (parameter["double_param"].number, parameter["uint64_param"].number) == (4, 5)
+    assert pb.DESCRIPTOR.package == "inference"
+    assert [m.name for m in pb.DESCRIPTOR.services_by_name["GRPCInferenceService"].methods] == [
+        "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
+
+
+def _imports_mlserver(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "mlserver" for a in node.names):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mlserver":
+            return True
+    return False
+
+
+def test_nothing_outside_reference_imports_mlserver() -> None:
+    offenders = [str(p.relative_to(REPO)) for d in PROJECT_DIRS for p in sorted((REPO / d).rglob("*.py"))
+                 if _imports_mlserver(p)]
+    assert offenders == [], f"only reference/ may import mlserver; these do: {offenders}"
+
+
+def test_client_packages_load_without_mlserver() -> None:
+    code = ("import sys, oip, oip.precise, oip.grpc_client, reporting.summary, conformance.calls, "
+            "loadtests._workload; print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlserver'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    assert out.stdout.strip() == "[]"
