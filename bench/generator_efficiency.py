@@ -27,13 +27,11 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import psutil
 
-import psutil  # noqa: E402
-
-from bench._harness import median, run_harness  # noqa: E402
-from loadtests._workload import build_model_load  # noqa: E402
-from reference.server import ReferenceServer  # noqa: E402
+from bench._harness import median, run_harness
+from loadtests._workload import build_model_load
+from reference.server import ReferenceServer
 
 MODEL = "mnist-svm"
 TARGET_RATIO = 0.9

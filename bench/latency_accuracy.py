@@ -44,13 +44,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench._harness import run_harness  # noqa: E402
-from fakes.delay_server import LOOPBACK, DelayServer  # noqa: E402
-from loadtests._workload import GRPC_METHOD, ModelLoad, build_model_load, check_grpc, check_rest  # noqa: E402
-from oip.precise import GrpcConnection, HttpConnection  # noqa: E402
-from reporting.latency import LatencyBook, LatencyHistogram  # noqa: E402
+from bench._harness import run_harness
+from fakes.delay_server import DelayServer
+from loadtests._workload import GRPC_METHOD, ModelLoad, build_model_load, check_grpc, check_rest
+from oip.names import LOOPBACK
+from oip.precise import GrpcConnection, HttpConnection
+from reporting.latency import LatencyBook, LatencyHistogram
 
 REL_TOLERANCE = 0.05
 ABS_TOLERANCE_US = 200.0

@@ -22,6 +22,7 @@ import pytest
 from fakes import delay_server
 from fakes.delay_server import DelayServer, PreciseTimer
 from loadtests._workload import GRPC_METHOD, REST_HEADERS, ModelLoad, build_model_load, check_grpc, check_rest
+from oip import clock
 from reporting.latency import LatencyBook, LatencyHistogram
 
 DELAY_MS = 2.0
@@ -264,7 +265,7 @@ def test_precise_timer_runs_callbacks_in_order_and_never_early(monkeypatch: pyte
                                                               budget: float, timerfd: bool) -> None:
     if not timerfd:
         monkeypatch.setattr(delay_server.TimerFd, "available", staticmethod(lambda: False))
-    monkeypatch.setattr(delay_server, "SPIN_BUDGET", budget)  # 0: spinning used up, deadlines slept to
+    monkeypatch.setattr(clock, "TIMER_SPIN_BUDGET", budget)  # 0: spinning used up, deadlines slept to
 
     async def run() -> list[tuple[str, float, float]]:
         timer = PreciseTimer(asyncio.get_running_loop(), spin)

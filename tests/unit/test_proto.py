@@ -27,7 +27,8 @@ def test_generated_modules_are_in_step_with_the_proto() -> None:
 def test_messages_have_the_specs_fields() -> None:
     metadata = pb.ModelMetadataResponse.DESCRIPTOR.fields_by_name["properties"]
     assert metadata.number == 6 and metadata.message_type.GetOptions().map_entry
-    assert metadata.message_type.fields_by_name["value"].type == metadata.message_type.fields_by_name["key"].type
+    entry = metadata.message_type.fields_by_name
+    assert entry["value"].type == entry["key"].type  # map<string, string>
     parameter = pb.InferParameter.DESCRIPTOR.fields_by_name
     assert (parameter["double_param"].number, parameter["uint64_param"].number) == (4, 5)
     assert pb.DESCRIPTOR.package == "inference"
