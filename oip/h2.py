@@ -5,7 +5,8 @@ client of the load tests (:mod:`oip.precise`) and the delay stand-in's gRPC
 server (:mod:`fakes.delay_server`). Header blocks the harness *sends* are
 HPACK literals that never touch the dynamic table, so they are encoded once
 and reused byte for byte; blocks it *receives* go through ``hpack.Decoder``
-(peers compress with the dynamic table and Huffman codes).
+(peers compress with the dynamic table and Huffman codes). :data:`RESET_STATUS`
+is the one table from RST_STREAM error codes to gRPC statuses.
 
 References: RFC 9113 (HTTP/2), RFC 7541 (HPACK), and gRPC's "PROTOCOL-HTTP2.md".
 """
@@ -28,11 +29,15 @@ ACK = 0x1
 END_HEADERS = 0x4
 PADDED = 0x8
 PRIORITY_FLAG = 0x20
-# error codes (RST_STREAM, GOAWAY)
-NO_ERROR = 0x0
-PROTOCOL_ERROR = 0x1
-CANCEL = 0x8
+# error codes (RST_STREAM, GOAWAY), RFC 9113 section 7
+(NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR, SETTINGS_TIMEOUT, STREAM_CLOSED,
+ FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR, CONNECT_ERROR, ENHANCE_YOUR_CALM,
+ INADEQUATE_SECURITY, HTTP_1_1_REQUIRED) = range(14)
+ERROR_NAMES = ("NO_ERROR", "PROTOCOL_ERROR", "INTERNAL_ERROR", "FLOW_CONTROL_ERROR", "SETTINGS_TIMEOUT",
+               "STREAM_CLOSED", "FRAME_SIZE_ERROR", "REFUSED_STREAM", "CANCEL", "COMPRESSION_ERROR",
+               "CONNECT_ERROR", "ENHANCE_YOUR_CALM", "INADEQUATE_SECURITY", "HTTP_1_1_REQUIRED")
 # settings
+SETTINGS_HEADER_TABLE_SIZE = 0x1
 SETTINGS_ENABLE_PUSH = 0x2
 SETTINGS_INITIAL_WINDOW_SIZE = 0x4
 SETTINGS_MAX_FRAME_SIZE = 0x5
@@ -40,6 +45,7 @@ SETTINGS_MAX_FRAME_SIZE = 0x5
 DEFAULT_WINDOW = 65_535
 DEFAULT_MAX_FRAME = 16_384
 MAX_WINDOW = 2**31 - 1
+MAX_STREAM_ID = 2**31 - 1
 FRAME_HEADER = 9
 
 # gRPC status codes used here (grpc.StatusCode values)
@@ -49,6 +55,8 @@ GRPC_UNKNOWN = 2
 GRPC_INVALID_ARGUMENT = 3
 GRPC_DEADLINE_EXCEEDED = 4
 GRPC_NOT_FOUND = 5
+GRPC_PERMISSION_DENIED = 7
+GRPC_RESOURCE_EXHAUSTED = 8
 GRPC_INTERNAL = 13
 GRPC_UNAVAILABLE = 14
 GRPC_UNIMPLEMENTED = 12
@@ -56,6 +64,27 @@ STATUS_NAMES = {0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4:
                 5: "NOT_FOUND", 6: "ALREADY_EXISTS", 7: "PERMISSION_DENIED", 8: "RESOURCE_EXHAUSTED",
                 9: "FAILED_PRECONDITION", 10: "ABORTED", 11: "OUT_OF_RANGE", 12: "UNIMPLEMENTED",
                 13: "INTERNAL", 14: "UNAVAILABLE", 15: "DATA_LOSS", 16: "UNAUTHENTICATED"}
+
+
+#: RST_STREAM error code -> gRPC status, as gRPC's PROTOCOL-HTTP2.md "Errors" maps them (codes not
+#: listed there, and NO_ERROR before the trailers, are INTERNAL). REFUSED_STREAM: the server did not
+#: process the stream, so the call is safe to retry.
+RESET_STATUS = {
+    NO_ERROR: GRPC_INTERNAL, PROTOCOL_ERROR: GRPC_INTERNAL, INTERNAL_ERROR: GRPC_INTERNAL,
+    FLOW_CONTROL_ERROR: GRPC_INTERNAL, SETTINGS_TIMEOUT: GRPC_INTERNAL, FRAME_SIZE_ERROR: GRPC_INTERNAL,
+    REFUSED_STREAM: GRPC_UNAVAILABLE, CANCEL: GRPC_CANCELLED, COMPRESSION_ERROR: GRPC_INTERNAL,
+    CONNECT_ERROR: GRPC_INTERNAL, ENHANCE_YOUR_CALM: GRPC_RESOURCE_EXHAUSTED,
+    INADEQUATE_SECURITY: GRPC_PERMISSION_DENIED,
+}
+
+
+def reset_status(code: int) -> int:
+    """The gRPC status of a call whose stream the server reset with ``code`` before its trailers."""
+    return RESET_STATUS.get(code, GRPC_INTERNAL)
+
+
+def error_name(code: int) -> str:
+    return ERROR_NAMES[code] if 0 <= code < len(ERROR_NAMES) else f"0x{code:x}"
 
 
 class ProtocolError(Exception):

@@ -68,3 +68,25 @@ def test_settings_round_trip() -> None:
     assert h2.parse_settings(frame.payload) == {h2.SETTINGS_INITIAL_WINDOW_SIZE: 1 << 20}
     with pytest.raises(h2.ProtocolError):
         h2.parse_settings(b"\0\0\0")
+
+
+def test_rst_stream_codes_map_to_grpc_statuses_as_grpc_does() -> None:
+    # gRPC's PROTOCOL-HTTP2.md "Errors"; NO_ERROR here means before the trailers
+    assert {h2.error_name(code): h2.STATUS_NAMES[h2.reset_status(code)] for code in range(14)} == {
+        "NO_ERROR": "INTERNAL", "PROTOCOL_ERROR": "INTERNAL", "INTERNAL_ERROR": "INTERNAL",
+        "FLOW_CONTROL_ERROR": "INTERNAL", "SETTINGS_TIMEOUT": "INTERNAL", "STREAM_CLOSED": "INTERNAL",
+        "FRAME_SIZE_ERROR": "INTERNAL", "REFUSED_STREAM": "UNAVAILABLE", "CANCEL": "CANCELLED",
+        "COMPRESSION_ERROR": "INTERNAL", "CONNECT_ERROR": "INTERNAL",
+        "ENHANCE_YOUR_CALM": "RESOURCE_EXHAUSTED", "INADEQUATE_SECURITY": "PERMISSION_DENIED",
+        "HTTP_1_1_REQUIRED": "INTERNAL"}
+    assert h2.reset_status(0x99) == h2.GRPC_INTERNAL and h2.error_name(0x99) == "0x99"
+
+
+def test_the_receive_window_is_handed_back_when_half_used() -> None:
+    window = h2.ReceiveWindow()
+    assert window.consumed(h2.MAX_WINDOW // 2) == b""
+    update = window.consumed(10)
+    frame = next(h2.FrameReader().feed(update))
+    assert (frame.kind, frame.stream_id, int.from_bytes(frame.payload, "big")) == (
+        h2.WINDOW_UPDATE, 0, h2.MAX_WINDOW // 2 + 10)
+    assert window.consumed(10) == b""  # counting starts again
