@@ -1,52 +1,25 @@
-"""Helpers shared by the benchmark scripts: run the Locust harness headless, read its report."""
+"""Helpers shared by the benchmark scripts: run the Locust harness headless, read its report.
+
+The Locust subprocess itself is :func:`loadtests._launch.run_locust`, the one
+runner the tests use too.
+"""
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
-import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+from loadtests._launch import LocustRun, run_locust
 
-
-@dataclass
-class HarnessRun:
-    returncode: int
-    report: dict[str, Any]
-    run_dir: Path
-    stderr: str
-
-    @property
-    def throughput(self) -> float:
-        return float(self.report["total"]["throughput_rps"] or 0.0)
-
-    def series(self, transport: str | None = None) -> list[dict[str, Any]]:
-        return [s for s in self.report["series"] if transport is None or s["transport"] == transport]
+HarnessRun = LocustRun  # what run_harness returns: returncode, report, run_dir, stderr, throughput
 
 
 def run_harness(args: list[str], *, timeout: float = 300.0, reports_root: Path | None = None) -> HarnessRun:
     """``locust -f loadtests/ --headless ARGS``; its run folder goes under ``reports_root``."""
-    root = reports_root or Path(tempfile.mkdtemp(prefix="bench-"))
-    command = [sys.executable, "-m", "locust", "-f", "loadtests/", "--headless", "--only-summary",
-               "--reports-root", str(root), *args]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
-    process = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env)
-    report_path = root / "loadtest" / "latest" / "latency.json"
-    if not report_path.exists():
-        raise RuntimeError(
-            f"the harness left no report (exit {process.returncode}):\n{process.stderr[-3000:]}"
-        )
-    return HarnessRun(process.returncode, json.loads(report_path.read_text()), report_path.parent.resolve(),
-                      process.stderr)
+    run = run_locust(args, reports_root=reports_root, timeout=timeout)
+    if run.report is None:
+        raise RuntimeError(f"the harness left no report (exit {run.returncode}):\n{run.stderr[-3000:]}")
+    return run
 
 
 def median(values: list[float]) -> float:

@@ -18,6 +18,7 @@ from functools import reduce
 from typing import Any
 from urllib.parse import urlsplit
 
+from oip.names import LOOPBACK
 from reference.catalog import MODELS
 from reference.errors import HarnessError
 
@@ -116,12 +117,12 @@ def grpc_target(text: str) -> str:
         parts = urlsplit(value)
         if not parts.hostname or not parts.port:
             raise PlanError(
-                f"--grpc-host {text!r} has no host and port; write e.g. --grpc-host 127.0.0.1:8081"
+                f"--grpc-host {text!r} has no host and port; write e.g. --grpc-host {LOOPBACK}:8081"
             )
         return f"{parts.hostname}:{parts.port}"
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit():
-        raise PlanError(f"--grpc-host {text!r} is not HOST:PORT; write e.g. --grpc-host 127.0.0.1:8081")
+        raise PlanError(f"--grpc-host {text!r} is not HOST:PORT; write e.g. --grpc-host {LOOPBACK}:8081")
     return value
 
 
@@ -223,7 +224,7 @@ def plan_from_options(options: Any) -> Plan:
     host = (options.host or "").rstrip("/")
     parts = urlsplit(host)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise PlanError(f"--host {options.host!r} is not a URL; write e.g. --host http://127.0.0.1:8080")
+        raise PlanError(f"--host {options.host!r} is not a URL; write e.g. --host http://{LOOPBACK}:8080")
     if parts.scheme == "https" and client == "precise":
         raise PlanError(f"--host {host} is https, which the precise client does not speak: "
                         "pass --client stock (Locust's FastHttpUser client and grpcio)")

@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError
 from oip._pb import pb
 from oip.codec import build_infer_request, build_json_infer_request, from_grpc_tensor, from_json_tensor
 from oip.errors import CodecError
+from oip.names import GRPC_MODEL_INFER, LOOPBACK
 from oip.precise import http_request
 from oip.rest import model_path
 from reference import datasets, oracle
@@ -34,7 +35,7 @@ from reporting.latency import SeriesKey
 from ._plan import PlanError
 
 REST_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-GRPC_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_METHOD = GRPC_MODEL_INFER  # kept for the callers that import it from here
 ENDPOINT = "infer"
 SNIPPET = 160
 
@@ -77,7 +78,7 @@ class ModelLoad:
 
 
 def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str | None = None,
-                     rest_url: str = "http://127.0.0.1") -> ModelLoad:
+                     rest_url: str = f"http://{LOOPBACK}") -> ModelLoad:
     """Encode ``name``'s held-out rows in batches of ``batch_size`` (a trailing partial batch is dropped).
 
     ``rest_url`` (the target's base URL) gives the HTTP requests their Host header and path prefix.
@@ -121,7 +122,7 @@ def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str 
 
 
 def build_workload(models: list[str], batch_size: int, versioned: bool, data_dir: str | None = None,
-                   rest_url: str = "http://127.0.0.1") -> dict[str, ModelLoad]:
+                   rest_url: str = f"http://{LOOPBACK}") -> dict[str, ModelLoad]:
     return {name: build_model_load(name, batch_size, versioned, data_dir, rest_url) for name in models}
 
 

@@ -13,35 +13,22 @@ both send through the harness's precise clients unless ``--client stock``;
 each has one small task per model, tagged with the model, the transport and
 ``infer`` (``--tags grpc``, ``--exclude-tags mushroom-xgboost``). ``--mix``
 weighs the tasks, ``--transports`` the users. ``LoadShape`` is the only shape
-class (``--shape``). Options, histograms and the report: ``_runtime``.
+class (``--shape``). Options, histograms and the report: ``_runtime`` and the
+modules it names; the run's state is ``self.environment.oip_run`` (a ``RunState``).
 """
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import grpc
+from locust import FastHttpUser, LoadTestShape, User, constant, tag, task
 
-# The harness's packages (reference, oip, reporting) live beside this folder.
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
-if _REPO_ROOT not in sys.path:
-    sys.path.insert(0, _REPO_ROOT)
-
-from locust import FastHttpUser, LoadTestShape, User, constant, tag, task  # noqa: E402
-
-from loadtests import _runtime as runtime  # noqa: E402
-from loadtests._workload import (  # noqa: E402
-    GRPC_METHOD,
-    REST_HEADERS,
-    Item,
-    ModelLoad,
-    check_grpc,
-    check_rest,
-)
-from oip import h2  # noqa: E402
-from oip.precise import Reply  # noqa: E402
+from loadtests import _runtime as runtime
+from loadtests._workload import REST_HEADERS, Item, ModelLoad, check_grpc, check_rest
+from oip import h2
+from oip.names import GRPC_MODEL_INFER
+from oip.precise import Reply
 
 GRPC_TIMEOUT_S = 30.0
 CONNECT_TIMEOUT_S = 10.0
@@ -62,8 +49,9 @@ class RestInferUser(FastHttpUser):
     connection_timeout = CONNECT_TIMEOUT_S
 
     def on_start(self) -> None:
-        self.lane = runtime.Lane(self.transport)
-        self.wire = runtime.http_connection(self.network_timeout, self.connection_timeout)
+        self.oip_run = self.environment.oip_run  # this run's RunState
+        self.lane = runtime.Lane(self.oip_run, self.transport)
+        self.wire = runtime.http_connection(self.oip_run.plan, self.network_timeout, self.connection_timeout)
 
     def on_stop(self) -> None:
         if self.wire is not None:
@@ -121,18 +109,19 @@ class GrpcInferUser(User):
     wait_time = constant(0)
 
     def on_start(self) -> None:
-        self.lane = runtime.Lane(self.transport)
-        self.wire = runtime.grpc_connection(GRPC_TIMEOUT_S, CONNECT_TIMEOUT_S)
+        self.oip_run = self.environment.oip_run  # this run's RunState
+        self.lane = runtime.Lane(self.oip_run, self.transport)
+        self.wire = runtime.grpc_connection(self.oip_run.plan, GRPC_TIMEOUT_S, CONNECT_TIMEOUT_S)
         self.channel = None
         if self.wire is None:
-            target = runtime.STATE.plan.grpc_target if runtime.STATE.plan else ""
+            target = self.oip_run.plan.grpc_target if self.oip_run.plan else ""
             self.channel = grpc.insecure_channel(target, options=[
                 ("grpc.use_local_subchannel_pool", 1),  # a connection of its own, like a real client
                 ("grpc.max_receive_message_length", -1),
                 ("grpc.max_send_message_length", -1),
             ])
             # Bytes in, bytes out: the request is already serialised, the answer is parsed by the check.
-            self.model_infer = self.channel.unary_unary(GRPC_METHOD)
+            self.model_infer = self.channel.unary_unary(GRPC_MODEL_INFER)
 
     def on_stop(self) -> None:
         if self.wire is not None:
@@ -158,7 +147,7 @@ class GrpcInferUser(User):
             return
         runtime.send_precise(
             self, "gRPC", load.grpc_name, load.grpc_key, due, f"{model} {item.label} over gRPC",
-            lambda: self.wire.call(GRPC_METHOD, item.grpc_body),
+            lambda: self.wire.call(GRPC_MODEL_INFER, item.grpc_body),
             lambda reply: self.check(load, item, reply),
         )
 
@@ -192,7 +181,6 @@ GrpcInferUser.model_tasks = {
     "mnist-svm": GrpcInferUser.infer_mnist_svm,
     "mushroom-xgboost": GrpcInferUser.infer_mushroom_xgboost,
 }
-runtime.register_users({"rest": RestInferUser, "grpc": GrpcInferUser})
 
 
 class LoadShape(LoadTestShape):
@@ -201,4 +189,5 @@ class LoadShape(LoadTestShape):
     use_common_options = True
 
     def tick(self) -> tuple[int, float] | None:
-        return runtime.shape_tick(self)
+        environment = self.runner.environment if self.runner is not None else None
+        return runtime.shape_tick(runtime.run_state(environment), self.get_run_time())

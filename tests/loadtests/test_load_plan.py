@@ -17,6 +17,7 @@ from loadtests._plan import (
     shares,
     users_at,
 )
+from oip.names import LOOPBACK
 
 MODELS = ["mnist-svm", "mushroom-xgboost"]
 
@@ -24,7 +25,7 @@ MODELS = ["mnist-svm", "mushroom-xgboost"]
 def options(**overrides: object) -> Namespace:
     values = dict(
         mix=DEFAULT_MIX, transports="rest,grpc", batch_size=1, path_style="versioned",
-        grpc_host="127.0.0.1:8081", host="http://127.0.0.1:8080", shape="steady", steps=4,
+        grpc_host=f"{LOOPBACK}:8081", host=f"http://{LOOPBACK}:8080", shape="steady", steps=4,
         spike_factor=4.0, arrival_rate=0.0, arrival="constant", max_requests=1000, late_ms=1.0,
         seed=None, tags=None, exclude_tags=None, allow_remote=False, client="precise",
     )
@@ -89,11 +90,11 @@ def test_tags_select_model_transport_pairs() -> None:
     ({"arrival_rate": -5.0}, "--arrival-rate"),
     ({"max_requests": 0}, "--max-requests"),
     ({"grpc_host": "localhost"}, "HOST:PORT"),
-    ({"host": "127.0.0.1:8080"}, "not a URL"),
+    ({"host": f"{LOOPBACK}:8080"}, "not a URL"),
     ({"host": "http://192.0.2.10:8080"}, "not a loopback address"),
     ({"spike_factor": 0.5}, "--spike-factor"),
     ({"client": "curl"}, "--client"),
-    ({"host": "https://127.0.0.1:8443"}, "pass --client stock"),
+    ({"host": f"https://{LOOPBACK}:8443"}, "pass --client stock"),
 ])
 def test_bad_options_are_refused(overrides: dict, fragment: str) -> None:
     with pytest.raises(PlanError, match=fragment):
@@ -101,7 +102,7 @@ def test_bad_options_are_refused(overrides: dict, fragment: str) -> None:
 
 
 def test_https_targets_take_the_stock_client() -> None:
-    assert plan_from_options(options(host="https://127.0.0.1:8443", client="stock")).client == "stock"
+    assert plan_from_options(options(host=f"https://{LOOPBACK}:8443", client="stock")).client == "stock"
 
 
 def test_remote_targets_need_allow_remote() -> None:
@@ -110,7 +111,7 @@ def test_remote_targets_need_allow_remote() -> None:
 
 
 def test_grpc_host_accepts_a_url() -> None:
-    assert plan_from_options(options(grpc_host="grpc://127.0.0.1:9000")).grpc_target == "127.0.0.1:9000"
+    assert plan_from_options(options(grpc_host=f"grpc://{LOOPBACK}:9000")).grpc_target == f"{LOOPBACK}:9000"
 
 
 @pytest.mark.parametrize(("shape", "t", "expected"), [

@@ -1,0 +1,99 @@
+"""Every request's latency into the run's HDR :class:`LatencyBook`, and workers' books to the master.
+
+:func:`install` adds, on ``environment.events`` with the run's state bound:
+
+* ``request``: the latency (microseconds) under the request's series key
+  (``context["oip_key"]``; requests without one are not the harness's);
+* ``report_to_master`` (worker): the histogram deltas, start lags, CPU and
+  timer precision since the last report, encoded for the wire;
+* ``worker_report`` (master): merge them, exactly;
+* ``reset_stats`` and ``spawning_complete`` with ``--reset-stats``: Locust
+  forgets the ramp-up, so do the histograms.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from reporting.latency import LatencyBook, WireFormatError
+
+from ._schedule import LagTracker
+from ._state import RunState
+
+log = logging.getLogger("loadtests")
+
+WIRE_KEY = "oip_loadtest"
+CONTEXT_KEY = "oip_key"
+
+
+def on_request(state: RunState, response_time: float, exception: Any = None, context: Any = None,
+               **_: Any) -> None:
+    key = context.get(CONTEXT_KEY) if context else None
+    if key is not None:
+        state.book.record_key(key, response_time * 1000.0, exception is None)
+
+
+def to_master(state: RunState, data: dict[str, Any]) -> None:
+    """Worker: what was recorded since the last report, into Locust's report to the master."""
+    data[WIRE_KEY] = {
+        "book": state.book.take().to_wire(),
+        "lag": state.lag.take().to_wire(),
+        "cpu": state.cpu.snapshot() if state.cpu else None,
+        "precise_timers": state.precise_timers,
+    }
+
+
+def from_worker(state: RunState, client_id: str, data: dict[str, Any]) -> None:
+    """Master: merge one worker's report into the run's book."""
+    payload = data.get(WIRE_KEY)
+    if not payload:
+        return
+    try:
+        state.book.merge(LatencyBook.from_wire(payload["book"]))
+        if payload.get("lag"):
+            state.lag.merge(LagTracker.from_wire(payload["lag"]))
+    except (WireFormatError, KeyError) as exc:
+        log.error("could not merge the latency histograms of worker %s: %s", client_id, exc)
+        return
+    if payload.get("cpu"):
+        state.worker_cpu[client_id] = payload["cpu"]
+    if payload.get("precise_timers") is False:
+        state.worker_imprecise_timers = True
+
+
+def reset(state: RunState) -> None:
+    """Locust's stats were reset (web UI button, --reset-stats): restart the histograms too."""
+    state.book.clear()
+    state.lag = LagTracker(state.lag.late_threshold_us)
+    if state.started_wall is not None:
+        state.started_wall = time.time()
+
+
+def install(state: RunState) -> None:
+    """Register the capture hooks on the state's environment, bound to ``state``."""
+    events = state.environment.events
+
+    def _request(**kwargs: Any) -> None:
+        on_request(state, **kwargs)
+
+    def _report_to_master(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        to_master(state, data)
+
+    def _worker_report(client_id: str, data: dict[str, Any], **_: Any) -> None:
+        from_worker(state, client_id, data)
+
+    def _reset_stats(**_: Any) -> None:
+        reset(state)
+
+    def _spawning_complete(**_: Any) -> None:
+        state.spawned.set()  # the open-loop schedule starts once every user exists
+        if state.environment.reset_stats:
+            reset(state)
+
+    events.request.add_listener(_request)
+    events.report_to_master.add_listener(_report_to_master)  # fires on workers only
+    events.worker_report.add_listener(_worker_report)  # fires on the master only
+    events.reset_stats.add_listener(_reset_stats)
+    events.spawning_complete.add_listener(_spawning_complete)
