@@ -46,6 +46,21 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return value
 
 
+def is_seed_dir(models_dir: Path) -> bool:
+    """True when ``models_dir`` is the seed's ``models/`` folder."""
+    from reference.paths import MODELS_DIR
+
+    return Path(models_dir).resolve() == MODELS_DIR.resolve()
+
+
+def settings_file_for(models_dir: Path) -> Path:
+    """The server settings for a model repository: its own ``settings.json``, else the repository's."""
+    from reference.paths import SETTINGS_FILE
+
+    own = Path(models_dir) / "settings.json"
+    return own if own.is_file() else SETTINGS_FILE
+
+
 def read_server_settings(path: Path) -> dict[str, Any]:
     """The root ``settings.json`` as a dict, unchecked: for clients that only need its ports.
 
@@ -81,12 +96,17 @@ def discover_models(models_dir: Path, *, require_artifacts: bool = True) -> list
         if require_artifacts and "uri" not in (settings.get("parameters") or {}):
             candidates = RUNTIME_ARTIFACTS.get(implementation, ())
             if candidates and not any((folder / c).is_file() for c in candidates):
-                hint = ("run `python -m reference train`" if name in MODELS
-                        else f"put one of {list(candidates)} in {folder}")
+                if (models_dir / "build.py").is_file():
+                    hint = f"run `python -m reference train --models-dir {models_dir}`"
+                elif name in MODELS:
+                    hint = "run `python -m reference train`"
+                else:
+                    hint = f"put one of {list(candidates)} in {folder}"
                 raise ConfigError(f"model {name!r} has no artifact in {folder}: {hint}")
         found.append(DeployedModel(name, version, folder, settings))
     if not found:
-        raise ConfigError(f"no model-settings.json found below {models_dir}")
+        raise ConfigError(f"no model-settings.json found below {models_dir}: a model repository holds "
+                          "one <model>/model-settings.json per model (see `mlserver start DIR`)")
     names = [m.name for m in found]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

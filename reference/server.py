@@ -32,9 +32,9 @@ from typing import Any, Literal
 import httpx
 
 from oip.names import LOOPBACK
-from reference.config import DeployedModel, discover_models, load_server_settings
+from reference.config import DeployedModel, discover_models, load_server_settings, settings_file_for
 from reference.errors import ConfigError, ServerStartError
-from reference.paths import MODELS_DIR, RUNTIME_DIR, SETTINGS_FILE
+from reference.paths import MODELS_DIR, RUNTIME_DIR
 
 DEFAULT_STARTUP_TIMEOUT_S = 120.0
 DEFAULT_STOP_GRACE_S = 10.0
@@ -144,6 +144,8 @@ def _stop_all_at_exit() -> None:
 class ReferenceServer:
     """One MLServer child process serving ``models_dir`` on loopback.
 
+    ``settings_file`` defaults to ``models_dir/settings.json`` when that file
+    exists, else the repository's ``settings.json``.
     ``ports``: ``"settings"`` uses the ports in ``settings_file``; ``"free"`` picks
     free ones (so several can run side by side); an :class:`Endpoints`-like
     mapping ``{"http_port": ..., "grpc_port": ..., "metrics_port": ...}`` sets them.
@@ -154,7 +156,7 @@ class ReferenceServer:
         self,
         *,
         models_dir: Path = MODELS_DIR,
-        settings_file: Path = SETTINGS_FILE,
+        settings_file: Path | None = None,
         ports: PortChoice | Mapping[str, int] = "settings",
         overrides: Mapping[str, Any] | None = None,
         startup_timeout: float = DEFAULT_STARTUP_TIMEOUT_S,
@@ -162,7 +164,7 @@ class ReferenceServer:
         runtime_dir: Path = RUNTIME_DIR,
     ) -> None:
         self.models_dir = Path(models_dir).resolve()
-        self.settings_file = Path(settings_file)
+        self.settings_file = Path(settings_file) if settings_file else settings_file_for(self.models_dir)
         self.startup_timeout = startup_timeout
         self.stop_grace = stop_grace
         self._ports = ports

@@ -3,11 +3,18 @@
 Each artifact gets a ``manifest.json`` beside it (library versions, sha256 of the
 training data and of the artifact, held-out accuracy). A run whose inputs match
 an existing manifest and artifact does no work; ``force=True`` retrains.
+
+Any other model repository brings its own recipe: a ``build.py`` at its root
+exposing ``build(folder: Path) -> None`` (:func:`build_models_dir`). Its record,
+``.build.json``, holds a fingerprint (the recipe's source and the library
+versions) and the sha256 of every file in the folder after the build; a run with
+the same fingerprint and unchanged files does no work.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -20,6 +27,7 @@ import numpy as np
 from reference import datasets
 from reference.agaricus import sha256_of
 from reference.catalog import MNIST_SVM, MUSHROOM_XGBOOST, ModelSpec
+from reference.errors import ConfigError
 from reference.paths import MODELS_DIR
 
 MANIFEST_NAME = "manifest.json"
@@ -149,3 +157,70 @@ def train_all(*, force: bool = False, data_dir: str | None = None,
         train_one(spec, force=force, data_dir=data_dir, models_dir=models_dir)
         for spec in (MNIST_SVM, MUSHROOM_XGBOOST)
     ]
+
+
+BUILD_RECIPE = "build.py"
+BUILD_RECORD = ".build.json"
+_NOT_RECORDED = {BUILD_RECORD, "__pycache__"}
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    models_dir: Path
+    built: bool  # False when the record said everything was up to date
+    files: int  # files recorded after the build
+
+
+def _recorded_files(folder: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): sha256_of(path)
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not _NOT_RECORDED & set(path.relative_to(folder).parts)
+    }
+
+
+def _load_recipe(recipe: Path) -> Callable[[Path], None]:
+    module_name = "_model_repo_build_" + hashlib.sha256(str(recipe).encode()).hexdigest()[:12]
+    spec = importlib.util.spec_from_file_location(module_name, recipe)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"{recipe} cannot be imported as Python: check the file")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        raise ConfigError(f"{recipe} failed to import ({type(exc).__name__}: {exc}): fix the recipe") from exc
+    build = getattr(module, "build", None)
+    if not callable(build):
+        raise ConfigError(f"{recipe} has no `build(folder: Path) -> None` function: add one")
+    return build
+
+
+def build_models_dir(models_dir: Path, *, force: bool = False) -> BuildResult:
+    """Run ``models_dir/build.py``'s ``build(models_dir)`` unless its record says it is up to date."""
+    folder = Path(models_dir).resolve()
+    recipe = folder / BUILD_RECIPE
+    if not recipe.is_file():
+        raise ConfigError(
+            f"{models_dir} has no {BUILD_RECIPE}: add one exposing `build(folder: Path) -> None` "
+            "that writes the artifacts, or put the artifacts there yourself (nothing to train)"
+        )
+    blob = json.dumps([recipe.read_text(), library_versions()], sort_keys=True)
+    fingerprint = hashlib.sha256(blob.encode()).hexdigest()
+    record_path = folder / BUILD_RECORD
+    try:
+        record = json.loads(record_path.read_text())
+    except (OSError, ValueError):
+        record = None
+    if (
+        not force
+        and isinstance(record, dict)
+        and record.get("fingerprint") == fingerprint
+        and all((folder / name).is_file() and sha256_of(folder / name) == digest
+                for name, digest in record.get("files", {}).items())
+    ):
+        return BuildResult(folder, False, len(record["files"]))
+    build = _load_recipe(recipe)
+    build(folder)
+    files = _recorded_files(folder)
+    record_path.write_text(json.dumps({"fingerprint": fingerprint, "files": files}, indent=2) + "\n")
+    return BuildResult(folder, True, len(files))
