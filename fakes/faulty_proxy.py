@@ -36,7 +36,8 @@ from urllib.parse import unquote, urlsplit
 
 import httpx
 
-LOOPBACK = "127.0.0.1"
+from oip.names import LOOPBACK
+
 TIMEOUT_S = 120.0
 INFER_PATH = re.compile(r"^/v2/models/(?P<model>[^/]+)(/versions/[^/]+)?/infer$")
 MODEL_PATH = re.compile(r"^/v2/models/(?P<model>[^/?]+)")
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--upstream", required=True, help="REST base URL of the real server (loopback)")
     parser.add_argument("--fault", action="append", choices=FAULTS, default=[], help="repeatable")
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+    parser.add_argument("--port", type=int, default=0, help=f"port on {LOOPBACK} (default: a free one)")
     args = parser.parse_args(argv)
     try:
         proxy = FaultyProxy(args.upstream, args.fault, port=args.port)

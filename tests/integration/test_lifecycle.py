@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -10,16 +11,20 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 import pytest
 
+from oip.names import LOOPBACK
 from reference.errors import ConfigError, ServerStartError
 from reference.paths import MODELS_DIR, REPO_ROOT
 from reference.server import ReferenceServer, port_in_use
 
-LOOPBACK_ADDRESSES = {"127.0.0.1", "::ffff:127.0.0.1"}
+LOOPBACK_ADDRESSES = {LOOPBACK, f"::ffff:{LOOPBACK}"}
+POLL_S = 0.05
 
 
 def _group_gone(pgid: int, timeout: float = 30.0) -> bool:
@@ -29,7 +34,7 @@ def _group_gone(pgid: int, timeout: float = 30.0) -> bool:
             os.killpg(pgid, 0)
         except ProcessLookupError:
             return True
-        time.sleep(0.1)
+        time.sleep(POLL_S)
     return False
 
 
@@ -44,7 +49,13 @@ def _listening_addresses(pid: int) -> set[tuple[str, int]]:
 
 
 def test_two_deployments_side_by_side_on_loopback_only():
-    with ReferenceServer(ports="free") as a, ReferenceServer(ports="free") as b:
+    a, b = ReferenceServer(ports="free"), ReferenceServer(ports="free")
+    # As `with a, b:`, but both start at once: leaving the block stops both (stop() is idempotent).
+    with contextlib.ExitStack() as stack:
+        stack.callback(a.stop)
+        stack.callback(b.stop)
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(ReferenceServer.start, (a, b)))
         for server in (a, b):
             addresses = _listening_addresses(server.mlserver_pid)
             assert {ip for ip, _ in addresses} <= LOOPBACK_ADDRESSES, addresses
@@ -66,7 +77,7 @@ def test_exception_inside_the_block_still_stops_the_server():
 
 def test_port_in_use_is_reported_before_starting():
     with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
+        taken.bind((LOOPBACK, 0))
         taken.listen()
         port = taken.getsockname()[1]
         server = ReferenceServer(ports={"http_port": port})
@@ -97,36 +108,65 @@ def test_unparseable_model_settings_is_a_config_error(tmp_path):
         ReferenceServer(models_dir=tmp_path, ports="free").start()
 
 
-def _start_cli_server() -> tuple[subprocess.Popen, int, int]:
-    """`python -m reference serve --free-ports`; returns it, MLServer's pgid and REST port."""
-    proc = subprocess.Popen(
+SIGNALS = {s.name: s for s in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)}
+REST_LINE = re.compile(rf"REST\s+http://{re.escape(LOOPBACK)}:(\d+)")
+
+
+def _launch_cli_server() -> subprocess.Popen:
+    """`python -m reference serve --free-ports`, as a user starts it."""
+    return subprocess.Popen(
         [sys.executable, "-m", "reference", "serve", "--free-ports"],
-        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+
+
+def _serving(proc: subprocess.Popen) -> tuple[int, int]:
+    """Once ``proc`` says it serves: MLServer's pgid and REST port."""
     log_path = rest_port = None
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (log_path is None or rest_port is None):
         line = proc.stdout.readline()
         if not line:
             break
-        if m := re.search(r"REST\s+http://127\.0\.0\.1:(\d+)", line):
+        if m := REST_LINE.search(line):
             rest_port = int(m.group(1))
         if m := re.search(r"log\s+(\S+)", line):
             log_path = Path(m.group(1))
     assert log_path is not None and rest_port is not None, "serve did not come up"
     pgid = int((log_path.parent / "mlserver.pid").read_text())
-    return proc, pgid, rest_port
+    return pgid, rest_port
 
 
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT],
-                         ids=["SIGKILL", "SIGTERM", "SIGINT"])
-def test_no_server_outlives_the_harness(sig):
-    proc, pgid, rest_port = _start_cli_server()
+@pytest.fixture(scope="module", autouse=True)
+def cli_servers(request: pytest.FixtureRequest) -> Iterator[dict[str, subprocess.Popen]]:
+    """One harness per selected signal test, all started with the module: they come up while the
+    tests above run (single-server tests that leave a core idle); each signal test then waits for its own."""
+    selected = [item.callspec.id for item in request.session.items if item.path == request.path
+                and getattr(item, "originalname", None) == test_no_server_outlives_the_harness.__name__]
+    procs = {name: _launch_cli_server() for name in SIGNALS if name in selected}
+    try:
+        yield procs
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:  # its test did not get to signal it: stop it as Ctrl-C would
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            proc.stdout.close()
+
+
+@pytest.mark.parametrize("sig", list(SIGNALS.values()), ids=list(SIGNALS))
+def test_no_server_outlives_the_harness(sig, cli_servers):
+    proc = cli_servers[sig.name]
+    pgid, rest_port = _serving(proc)
     assert port_in_use(rest_port)
     proc.send_signal(sig)
     proc.wait(timeout=30)
     assert _group_gone(pgid), f"MLServer group {pgid} still alive after the harness got {sig!r}"
     deadline = time.monotonic() + 10
     while port_in_use(rest_port) and time.monotonic() < deadline:
-        time.sleep(0.1)
+        time.sleep(POLL_S)
     assert not port_in_use(rest_port)

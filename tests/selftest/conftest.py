@@ -1,4 +1,4 @@
-"""Selftest fixtures: one reference deployment, and a runner of the conformance suite in a subprocess."""
+"""Selftest fixtures: one reference deployment, and runs of the conformance suite in subprocesses."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,28 +35,81 @@ class SuiteRun:
         return {o["status"] for o in self.outcomes(rule, transport)}
 
 
-@pytest.fixture(scope="session")
-def reference() -> Iterator[ReferenceServer]:
-    with ReferenceServer(ports="free") as server:
-        yield server
+class SuiteProcess:
+    """``python -m pytest conformance ... *args`` started now (ci profile, own report root and
+    hypothesis database below ``workdir``); ``result()`` waits for it."""
 
-
-@pytest.fixture
-def run_suite(tmp_path: Path) -> Callable[..., SuiteRun]:
-    """``run_suite(*pytest_args)``: the conformance suite in a subprocess (ci profile, own report root)."""
-
-    def run(*args: str) -> SuiteRun:
-        reports = tmp_path / "reports"
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT),
-               "HYPOTHESIS_STORAGE_DIRECTORY": str(tmp_path / "hypothesis")}
+    def __init__(self, workdir: Path, args: tuple[str, ...]) -> None:
+        self._reports = workdir / "reports"
+        self._stdout, self._stderr = workdir / "stdout.txt", workdir / "stderr.txt"
+        env = {**os.environ, "HYPOTHESIS_STORAGE_DIRECTORY": str(workdir / "hypothesis")}
         command = [sys.executable, "-m", "pytest", "conformance", "-p", "no:cacheprovider", "-q",
-                   "--hypothesis-profile=ci", "--report-root", str(reports), *args]
-        done = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                              timeout=SUITE_TIMEOUT_S)
-        latest = reports / "conformance" / "latest"
+                   "--hypothesis-profile=ci", "--report-root", str(self._reports), *args]
+        with self._stdout.open("w") as out, self._stderr.open("w") as err:
+            self.proc = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                                         stdout=out, stderr=err)
+
+    def result(self, timeout: float = SUITE_TIMEOUT_S) -> SuiteRun:
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+        latest = self._reports / "conformance" / "latest"
         results = json.loads((latest / "results.json").read_text()) if (latest / "results.json").is_file() \
             else None
         report = (latest / "report.md").read_text() if (latest / "report.md").is_file() else ""
-        return SuiteRun(done.returncode, done.stdout + done.stderr, results, report)
+        output = self._stdout.read_text() + self._stderr.read_text()
+        return SuiteRun(self.proc.returncode, output, results, report)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reference_starting(request: pytest.FixtureRequest) -> Iterator[Future[ReferenceServer] | None]:
+    """The reference deployment, started in the background as the session begins (when a selected
+    test needs it), so it comes up while the first tests run."""
+    if not any("reference" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        yield None
+        return
+    server = ReferenceServer(ports="free")
+    with ThreadPoolExecutor(1, thread_name_prefix="reference-start") as pool:
+        starting = pool.submit(server.start)
+        try:
+            yield starting
+        finally:
+            wait([starting])
+            server.stop()
+
+
+@pytest.fixture(scope="session")
+def reference(reference_starting: Future[ReferenceServer] | None) -> ReferenceServer:
+    assert reference_starting is not None
+    return reference_starting.result()
+
+
+@pytest.fixture(scope="session")
+def start_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., SuiteProcess]]:
+    """``start_suite(*pytest_args)``: the conformance suite started in a subprocess, not waited for."""
+    started: list[SuiteProcess] = []
+
+    def start(*args: str) -> SuiteProcess:
+        started.append(SuiteProcess(tmp_path_factory.mktemp("suite"), args))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.kill()
+
+
+@pytest.fixture
+def run_suite(start_suite: Callable[..., SuiteProcess]) -> Callable[..., SuiteRun]:
+    """``run_suite(*pytest_args)``: the conformance suite in a subprocess, run to its end."""
+
+    def run(*args: str) -> SuiteRun:
+        return start_suite(*args).result()
 
     return run

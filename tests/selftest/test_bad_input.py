@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import socket
 
+from oip.names import LOOPBACK
+
 EXIT_BAD_TARGET = 4
 
 
 def closed_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
 
 
@@ -22,12 +24,12 @@ def _assert_one_clear_message(run, message: str) -> None:
 
 
 def test_unreachable_target(run_suite) -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://{LOOPBACK}:{closed_port()}"
     _assert_one_clear_message(run_suite("--target-url", url), f"cannot reach --target-url {url}")
 
 
 def test_target_that_is_not_a_v2_server(reference, run_suite) -> None:
-    metrics = f"http://127.0.0.1:{reference.endpoints.metrics_port}"  # Prometheus, not V2
+    metrics = f"http://{LOOPBACK}:{reference.endpoints.metrics_port}"  # Prometheus, not V2
     _assert_one_clear_message(run_suite("--target-url", metrics), "does not look like a V2 server")
 
 
@@ -37,6 +39,6 @@ def test_model_the_suite_cannot_call(reference, run_suite) -> None:
 
 
 def test_unreachable_grpc_target(reference, run_suite) -> None:
-    target = f"127.0.0.1:{closed_port()}"
+    target = f"{LOOPBACK}:{closed_port()}"
     run = run_suite("--target-url", reference.endpoints.rest_url, "--grpc-target", target)
     _assert_one_clear_message(run, f"cannot call ServerLive on --grpc-target {target}")

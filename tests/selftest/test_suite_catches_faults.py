@@ -1,9 +1,16 @@
 """The conformance suite turns red on a faulty server: each fault of ``fakes.faulty_proxy``
-makes exactly the rules that check it fail, while unrelated rules still pass."""
+makes exactly the rules that check it fail, while unrelated rules still pass.
+
+Each case has its own proxy and its own run of the suite; the runs are independent
+processes, so the module starts them all at once and each test waits for its own.
+"""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -43,17 +50,35 @@ CASES = {
 }
 
 
+@pytest.fixture(scope="module")
+def case_runs(request: pytest.FixtureRequest, reference, start_suite: Callable
+              ) -> Iterator[dict[str, tuple[str, Any]]]:
+    """Per selected case: its proxy's URL and its suite run (a ``SuiteProcess``), all started together."""
+    selected = {item.callspec.params["name"] for item in request.session.items if item.path == request.path
+                and getattr(item, "originalname", None) == test_suite_catches_fault.__name__}
+    with contextlib.ExitStack() as stack:
+        runs = {}
+        for name, case in CASES.items():
+            if name not in selected:
+                continue
+            proxy = stack.enter_context(FaultyProxy(reference.endpoints.rest_url, case.faults))
+            process = start_suite("--target-url", proxy.url, "-k", case.selection)
+            stack.callback(process.kill)  # before its proxy stops, should its test not have run
+            runs[name] = (proxy.url, process)
+        yield runs
+
+
 @pytest.mark.parametrize("name", CASES)
-def test_suite_catches_fault(name: str, reference, run_suite) -> None:
+def test_suite_catches_fault(name: str, case_runs) -> None:
     case = CASES[name]
-    with FaultyProxy(reference.endpoints.rest_url, case.faults) as proxy:
-        run = run_suite("--target-url", proxy.url, "-k", case.selection)
+    proxy_url, process = case_runs[name]
+    run = process.result()
     assert run.results is not None, f"no results.json written:\n{run.output[-3000:]}"
     assert run.returncode == (1 if case.must_fail else 0), run.output[-3000:]
     for rule in case.must_fail:
         assert run.statuses(rule) == {FAILED}, (rule, run.statuses(rule), run.output[-3000:])
         # The failure names the exact request that reproduces it, against the proxy.
-        assert all(f"{proxy.url}/v2/models/" in o["detail"] and "curl -sS -X " in o["detail"]
+        assert all(f"{proxy_url}/v2/models/" in o["detail"] and "curl -sS -X " in o["detail"]
                    for o in run.outcomes(rule))
     for rule in case.must_pass:
         assert run.statuses(rule) == {PASSED}, (rule, run.statuses(rule), run.output[-3000:])
