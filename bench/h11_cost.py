@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 
 import h11
 
+from oip.names import LOOPBACK
 from oip.precise import HttpConnection, TimedSocket, http_request
 
 BODY = json.dumps({"model_name": "mnist-svm", "model_version": "v0.1.0", "id": "0" * 36, "outputs": [
@@ -42,7 +43,7 @@ REQUEST_BODY = b'{"inputs": [{"name": "x", "shape": [1], "datatype": "INT64", "d
 
 def serve(ready: Connection) -> None:
     """Answer every request on every connection with ANSWER (requests are read whole, by Content-Length)."""
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = socket.create_server((LOOPBACK, 0))
     ready.send(listener.getsockname()[1])
     listener.settimeout(60)
     while True:
@@ -71,16 +72,16 @@ def _answer(conn: socket.socket) -> None:
 
 
 def lean_client(port: int) -> Callable[[], bytes]:
-    connection = HttpConnection("127.0.0.1", port, timeout=10)
-    request = http_request("POST", f"127.0.0.1:{port}", "/v2/models/mnist-svm/infer", REQUEST_BODY,
+    connection = HttpConnection(LOOPBACK, port, timeout=10)
+    request = http_request("POST", f"{LOOPBACK}:{port}", "/v2/models/mnist-svm/infer", REQUEST_BODY,
                            {"Content-Type": "application/json"})
     return lambda: connection.exchange(request).body
 
 
 def h11_client(port: int) -> Callable[[], bytes]:
-    sock = TimedSocket("127.0.0.1", port, 10, 10)
+    sock = TimedSocket(LOOPBACK, port, 10, 10)
     conn = h11.Connection(h11.CLIENT)
-    headers = [("Host", f"127.0.0.1:{port}"), ("Content-Length", str(len(REQUEST_BODY))),
+    headers = [("Host", f"{LOOPBACK}:{port}"), ("Content-Length", str(len(REQUEST_BODY))),
                ("Content-Type", "application/json")]
 
     def exchange() -> bytes:

@@ -22,10 +22,11 @@ import numpy as np
 from oip import GrpcClient, RestClient, TargetUnreachable, build_infer_request, describe_request
 from oip.codec import build_json_infer_request
 from oip.datatypes import DATATYPES
+from oip.names import GRPC_SERVICE
 from oip.rest import model_path
 
 TRANSPORTS = ("rest", "grpc")
-GRPC_SERVICE = "inference.GRPCInferenceService"
+
 REPRO_LIMIT = 20_000  # characters of a reproduction shown before eliding the middle
 REPR_BODY_LIMIT = 300  # bytes of a raw body shown in hypothesis' example listing
 PADDING_KEY = "padding"

@@ -9,13 +9,13 @@ hold on a busy machine too.
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import socket
 import time
 from collections.abc import Iterator
 
 import grpc
+import httpx
 import numpy as np
 import pytest
 
@@ -23,6 +23,7 @@ from fakes import delay_server
 from fakes.delay_server import DelayServer, PreciseTimer
 from loadtests._workload import GRPC_METHOD, REST_HEADERS, ModelLoad, build_model_load, check_grpc, check_rest
 from oip import clock
+from oip.names import GRPC_MODEL_METADATA, GRPC_MODEL_READY, GRPC_SERVER_LIVE, LOOPBACK
 from reporting.latency import LatencyBook, LatencyHistogram
 
 DELAY_MS = 2.0
@@ -51,7 +52,7 @@ def by_transport(book: LatencyBook) -> dict[str, LatencyHistogram]:
 
 def raw_http(port: int, payload: bytes, *, expect_close: bool = False) -> bytes:
     """Send raw bytes, return everything read until the answer(s) stop coming (or the server closes)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+    with socket.create_connection((LOOPBACK, port), timeout=10) as sock:
         sock.sendall(payload)
         sock.settimeout(None if expect_close else 0.5)
         data = b""
@@ -74,19 +75,17 @@ def post(load: ModelLoad, body: bytes, extra: str = "") -> bytes:
 
 
 def test_answers_are_right_over_both_transports(server: DelayServer, loads: dict[str, ModelLoad]) -> None:
-    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
+    connection = httpx.Client(base_url=server.rest_url, timeout=10)
     with grpc.insecure_channel(server.grpc_target) as channel:
         infer = channel.unary_unary(GRPC_METHOD)
         for load in loads.values():
             for item in load.items[:3] + load.items[-2:]:
-                connection.request("POST", load.rest_path, body=item.rest_body, headers=REST_HEADERS)
-                response = connection.getresponse()
-                assert check_rest(load, item, response.status, response.read()) is None
+                response = connection.post(load.rest_path, content=item.rest_body, headers=REST_HEADERS)
+                assert check_rest(load, item, response.status_code, response.content) is None
                 assert check_grpc(load, item, infer(item.grpc_body, timeout=10)) is None
                 # the same bytes again: now answered from the cache, still right
-                connection.request("POST", load.rest_path, body=item.rest_body, headers=REST_HEADERS)
-                response = connection.getresponse()
-                assert check_rest(load, item, response.status, response.read()) is None
+                response = connection.post(load.rest_path, content=item.rest_body, headers=REST_HEADERS)
+                assert check_rest(load, item, response.status_code, response.content) is None
     connection.close()
 
 
@@ -95,13 +94,12 @@ def test_each_request_is_held_its_known_delay_and_recorded(server: DelayServer,
     load = loads["mnist-svm"]
     server.reset()
     intended_s = [(SLOW_MS if (i + 1) % SLOW_EVERY == 0 else DELAY_MS) / 1000 for i in range(10)]
-    connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
+    connection = httpx.Client(base_url=server.rest_url, timeout=10)
     with grpc.insecure_channel(server.grpc_target) as channel:
         infer = channel.unary_unary(GRPC_METHOD)
         for i, item in enumerate(load.items[:10]):
             started = time.perf_counter()
-            connection.request("POST", load.rest_path, body=item.rest_body, headers=REST_HEADERS)
-            connection.getresponse().read()
+            connection.post(load.rest_path, content=item.rest_body, headers=REST_HEADERS)
             assert time.perf_counter() - started >= intended_s[i]  # never early
             started = time.perf_counter()
             infer(item.grpc_body, timeout=10)
@@ -164,7 +162,7 @@ def test_keep_alive_pipelining_and_connection_close(server: DelayServer, loads: 
 def test_a_client_that_leaves_mid_hold_does_not_upset_the_server(server: DelayServer,
                                                                   loads: dict[str, ModelLoad]) -> None:
     load = loads["mnist-svm"]
-    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as sock:
+    with socket.create_connection((LOOPBACK, server.rest_port), timeout=10) as sock:
         sock.sendall(post(load, load.items[1].rest_body))  # held 2 ms, but nobody is left to answer
     time.sleep(3 * SLOW_MS / 1000)
     answer = raw_http(server.rest_port, post(load, load.items[1].rest_body, "Connection: close\r\n"),
@@ -218,18 +216,18 @@ def test_grpc_errors_and_health(server: DelayServer, loads: dict[str, ModelLoad]
         item = load.items[0]
         assert check_grpc(load, item, infer(item.grpc_body, timeout=10)) is None
 
-        live = channel.unary_unary("/inference.GRPCInferenceService/ServerLive",
+        live = channel.unary_unary(GRPC_SERVER_LIVE,
                                    request_serializer=pb.ServerLiveRequest.SerializeToString,
                                    response_deserializer=pb.ServerLiveResponse.FromString)
         assert live(pb.ServerLiveRequest(), timeout=10).live
-        ready = channel.unary_unary("/inference.GRPCInferenceService/ModelReady",
+        ready = channel.unary_unary(GRPC_MODEL_READY,
                                     request_serializer=pb.ModelReadyRequest.SerializeToString,
                                     response_deserializer=pb.ModelReadyResponse.FromString)
         assert ready(pb.ModelReadyRequest(name="mushroom-xgboost"), timeout=10).ready
         with pytest.raises(grpc.RpcError) as caught:
             ready(pb.ModelReadyRequest(name="resnet"), timeout=10)
         assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-        metadata = channel.unary_unary("/inference.GRPCInferenceService/ModelMetadata")
+        metadata = channel.unary_unary(GRPC_MODEL_METADATA)
         with pytest.raises(grpc.RpcError) as caught:
             metadata(b"", timeout=10)
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
@@ -242,12 +240,11 @@ def test_wrong_every_in_one_process(loads: dict[str, ModelLoad]) -> None:
     load = loads["mnist-svm"]
     with DelayServer(delay_ms=0, wrong_every=2, separate=False, max_seconds=120) as server:
         assert server.pids["rest"] == server.pids["grpc"]
-        connection = http.client.HTTPConnection("127.0.0.1", server.rest_port, timeout=10)
+        connection = httpx.Client(base_url=server.rest_url, timeout=10)
         problems = []
         for item in load.items[:4]:
-            connection.request("POST", load.rest_path, body=item.rest_body, headers=REST_HEADERS)
-            response = connection.getresponse()
-            problems.append(check_rest(load, item, response.status, response.read()))
+            response = connection.post(load.rest_path, content=item.rest_body, headers=REST_HEADERS)
+            problems.append(check_rest(load, item, response.status_code, response.content))
         connection.close()
         with grpc.insecure_channel(server.grpc_target) as channel:
             infer = channel.unary_unary(GRPC_METHOD)

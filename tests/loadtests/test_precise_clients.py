@@ -17,6 +17,7 @@ import pytest
 from fakes.delay_server import DelayServer
 from loadtests._workload import GRPC_METHOD, ModelLoad, build_model_load, check_grpc, check_rest
 from oip import h2
+from oip.names import LOOPBACK, grpc_method
 from oip.precise import GrpcConnection, HttpConnection, WireError, http_request
 from reference.server import free_ports
 
@@ -36,7 +37,7 @@ def loads() -> dict[int, ModelLoad]:
 
 def test_grpc_calls_get_right_answers_and_kernel_timed_latency(server: DelayServer,
                                                                loads: dict[int, ModelLoad]) -> None:
-    connection = GrpcConnection("127.0.0.1", server.grpc_port)
+    connection = GrpcConnection(LOOPBACK, server.grpc_port)
     try:
         for rows, load in loads.items():  # 256 rows: a request larger than HTTP/2's default 64 KiB window
             item = load.items[1]
@@ -54,13 +55,13 @@ def test_grpc_calls_get_right_answers_and_kernel_timed_latency(server: DelayServ
 
 
 def test_grpc_errors_come_back_as_status_codes(server: DelayServer, loads: dict[int, ModelLoad]) -> None:
-    connection = GrpcConnection("127.0.0.1", server.grpc_port)
+    connection = GrpcConnection(LOOPBACK, server.grpc_port)
     try:
         request = loads[1].items[0].grpc_body.replace(b"mnist-svm", b"mnist-xxx")
         reply = connection.call(GRPC_METHOD, request)
         assert (reply.status, reply.body) == (h2.GRPC_NOT_FOUND, b"")
         assert "mnist-xxx" in reply.details
-        assert connection.call("/inference.GRPCInferenceService/Nope", b"").status == h2.GRPC_UNIMPLEMENTED
+        assert connection.call(grpc_method("Nope"), b"").status == h2.GRPC_UNIMPLEMENTED
         ok = connection.call(GRPC_METHOD, loads[1].items[0].grpc_body)  # the connection is still good
         assert ok.status == h2.GRPC_OK
     finally:
@@ -69,7 +70,7 @@ def test_grpc_errors_come_back_as_status_codes(server: DelayServer, loads: dict[
 
 def test_http_exchanges_get_right_answers_and_kernel_timed_latency(server: DelayServer,
                                                                    loads: dict[int, ModelLoad]) -> None:
-    connection = HttpConnection("127.0.0.1", server.rest_port)
+    connection = HttpConnection(LOOPBACK, server.rest_port)
     try:
         for load in loads.values():
             item = load.items[2]
@@ -85,10 +86,10 @@ def test_http_exchanges_get_right_answers_and_kernel_timed_latency(server: Delay
 
 def test_unreachable_targets_raise_a_wire_error() -> None:
     port = free_ports(1)[0]
-    with pytest.raises(WireError, match=f"127.0.0.1:{port}"):
-        HttpConnection("127.0.0.1", port, connect_timeout=2).exchange(b"GET / HTTP/1.1\r\n\r\n")
-    with pytest.raises(WireError, match=f"127.0.0.1:{port}"):
-        GrpcConnection("127.0.0.1", port, connect_timeout=2).call(GRPC_METHOD, b"")
+    with pytest.raises(WireError, match=f"{LOOPBACK}:{port}"):
+        HttpConnection(LOOPBACK, port, connect_timeout=2).exchange(b"GET / HTTP/1.1\r\n\r\n")
+    with pytest.raises(WireError, match=f"{LOOPBACK}:{port}"):
+        GrpcConnection(LOOPBACK, port, connect_timeout=2).call(GRPC_METHOD, b"")
 
 
 # ------------------------------------------------------------ scripted peers
@@ -96,7 +97,7 @@ def test_unreachable_targets_raise_a_wire_error() -> None:
 
 def scripted(handler: Callable[[socket.socket, int], None], connections: int) -> tuple[int, threading.Thread]:
     """A loopback listener that hands each of ``connections`` accepted sockets to ``handler``."""
-    listener = socket.create_server(("127.0.0.1", 0))
+    listener = socket.create_server((LOOPBACK, 0))
     port = listener.getsockname()[1]
 
     def run() -> None:
@@ -154,8 +155,8 @@ def test_http_chunked_answers_close_and_stale_keep_alive() -> None:
             read_http_request(conn)
 
     port, thread = scripted(handler, 4)
-    connection = HttpConnection("127.0.0.1", port)
-    request = lambda body: http_request("POST", f"127.0.0.1:{port}", "/x", body)  # noqa: E731
+    connection = HttpConnection(LOOPBACK, port)
+    request = lambda body: http_request("POST", f"{LOOPBACK}:{port}", "/x", body)  # noqa: E731
     first = connection.exchange(request(b"one"))
     assert (first.status, first.body) == (200, b"abcde")
     second = connection.exchange(request(b"two"))
@@ -202,7 +203,7 @@ def test_grpc_client_honours_flow_control_and_answers_settings_and_pings() -> No
         time.sleep(0.2)
 
     port, thread = scripted(handler, 1)
-    connection = GrpcConnection("127.0.0.1", port)
+    connection = GrpcConnection(LOOPBACK, port)
     reply = connection.call("/svc/Method", message)
     thread.join(10)
     connection.close()
@@ -233,7 +234,7 @@ def test_grpc_client_stops_sending_when_answered_early() -> None:
             frames = list(reader.feed(conn.recv(65536)))
 
     port, thread = scripted(handler, 1)
-    connection = GrpcConnection("127.0.0.1", port)
+    connection = GrpcConnection(LOOPBACK, port)
     reply = connection.call("/svc/Method", b"z" * 200_000)
     thread.join(10)
     connection.close()

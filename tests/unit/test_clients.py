@@ -29,12 +29,13 @@ from oip import (
     outputs_from_grpc_response,
 )
 from oip._pb import pb, pb_grpc
+from oip.names import LOOPBACK
 
 
 def closed_port() -> int:
     """A loopback port that was just free and now has nothing listening."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
 
 
@@ -81,7 +82,7 @@ def test_curl_pipes_binary_or_at_bodies_through_printf(body: bytes) -> None:
 
 
 def test_unreachable_server_raises_target_unreachable() -> None:
-    url = f"http://127.0.0.1:{closed_port()}"
+    url = f"http://{LOOPBACK}:{closed_port()}"
     with RestClient(url, timeout=5) as client, pytest.raises(TargetUnreachable) as caught:
         client.ready()
     assert caught.value.url == url + "/v2/health/ready"
@@ -164,9 +165,9 @@ class EchoServicer(pb_grpc.GRPCInferenceServiceServicer):
 def echo_target() -> Iterator[str]:
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
     pb_grpc.add_GRPCInferenceServiceServicer_to_server(EchoServicer(), server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"{LOOPBACK}:0")
     server.start()
-    yield f"127.0.0.1:{port}"
+    yield f"{LOOPBACK}:{port}"
     server.stop(grace=None)
 
 
@@ -190,7 +191,7 @@ def test_grpc_errors_propagate_with_their_code(echo_target: str) -> None:
 
 def test_grpc_unreachable_is_unavailable() -> None:
     with (
-        GrpcClient(f"127.0.0.1:{closed_port()}", timeout=5) as client,
+        GrpcClient(f"{LOOPBACK}:{closed_port()}", timeout=5) as client,
         pytest.raises(grpc.RpcError) as caught,
     ):
         client.live()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from oip.names import LOOPBACK
 from reference import __main__ as cli
 from reference import agaricus, config, oracle, train
 from reference.catalog import MODELS
@@ -21,7 +22,7 @@ SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "agaricus
 
 def _closed_port() -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((LOOPBACK, 0))
         return s.getsockname()[1]
 
 
@@ -29,7 +30,7 @@ def _closed_port() -> int:
 def no_local_data(monkeypatch, tmp_path):
     monkeypatch.delenv(agaricus.ENV_VAR, raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    monkeypatch.setattr(agaricus, "BASE_URL", f"http://127.0.0.1:{_closed_port()}/data/")
+    monkeypatch.setattr(agaricus, "BASE_URL", f"http://{LOOPBACK}:{_closed_port()}/data/")
     agaricus_cache_clear()
 
 

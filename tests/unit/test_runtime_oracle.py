@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -202,21 +201,7 @@ def test_another_custom_runtime_module_named_runtime_loads_too(iris, tmp_path):
     assert iris.infer(_iris_request(np.ones((1, 4)), ["a"], outputs=["tag"]))["outputs"][0]["data"] == ["a"]
 
 
-WHO_RUNTIME = """
-from mlserver import MLModel
-from mlserver.types import InferenceResponse, ResponseOutput
-
-WHO = {who!r}
-
-
-class Who(MLModel):
-    def who(self):
-        return WHO
-
-    async def predict(self, payload):
-        return InferenceResponse(model_name=self.name, outputs=[
-            ResponseOutput(name="who", datatype="BYTES", shape=[1], data=[WHO])])
-"""
+WHO_RUNTIME = REPO_ROOT / "tests" / "runtimes" / "who_runtime.py"
 
 
 def _two_models_one_module_name(tmp_path: Path) -> list[Path]:
@@ -224,26 +209,12 @@ def _two_models_one_module_name(tmp_path: Path) -> list[Path]:
     for who in ("a", "b"):
         folder = tmp_path / who
         folder.mkdir()
-        (folder / "who_runtime.py").write_text(WHO_RUNTIME.format(who=who))
+        source = WHO_RUNTIME.read_text().replace('WHO = "a"', f"WHO = {who!r}")
+        (folder / "who_runtime.py").write_text(source)
         settings = {"name": who, "implementation": "who_runtime.Who"}
         (folder / "model-settings.json").write_text(json.dumps(settings))
         folders.append(folder)
     return folders
-
-
-@pytest.mark.xfail(strict=True, reason=(
-    "MLServer 1.7.1 imports a custom runtime with importlib.reload of the module of that name, "
-    "in place: two models whose runtimes share a module name share its globals (a's model runs b's)"))
-def test_mlserver_keeps_apart_two_custom_runtimes_with_one_module_name(tmp_path):
-    from mlserver.registry import model_initialiser
-    from mlserver.repository.load import load_model_settings
-
-    try:
-        models = [model_initialiser(load_model_settings(str(folder / "model-settings.json")))
-                  for folder in _two_models_one_module_name(tmp_path)]
-    finally:
-        sys.modules.pop("who_runtime", None)
-    assert [m.who() for m in models] == ["a", "b"]  # MLServer 1.7.1: ["b", "b"]
 
 
 def test_the_oracle_keeps_apart_two_custom_runtimes_with_one_module_name(tmp_path):

@@ -8,6 +8,7 @@ from concurrent import futures
 import grpc
 import pytest
 
+from oip.names import LOOPBACK
 from oip.precise import GrpcConnection
 
 METHOD = "/wire.Test/Call"
@@ -28,7 +29,7 @@ def grpcio_port() -> Iterator[int]:
     methods = {"Call": grpc.unary_unary_rpc_method_handler(_call)}
     handler = grpc.method_handlers_generic_handler("wire.Test", methods)
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    port = server.add_insecure_port(f"{LOOPBACK}:0")
     server.start()
     yield port
     server.stop(grace=None)
@@ -36,7 +37,7 @@ def grpcio_port() -> Iterator[int]:
 
 @pytest.fixture
 def connection(grpcio_port: int) -> Iterator[GrpcConnection]:
-    connection = GrpcConnection("127.0.0.1", grpcio_port, timeout=10, connect_timeout=5)
+    connection = GrpcConnection(LOOPBACK, grpcio_port, timeout=10, connect_timeout=5)
     yield connection
     connection.close()
 

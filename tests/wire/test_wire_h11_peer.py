@@ -10,17 +10,18 @@ import h11
 import pytest
 from wire_peers import H11Peer, ThreadedPeer
 
+from oip.names import LOOPBACK
 from oip.precise import HttpConnection, http_request
 
 Start = Callable[..., ThreadedPeer]
 
 
 def client(peer: ThreadedPeer) -> HttpConnection:
-    return HttpConnection("127.0.0.1", peer.port, timeout=5, connect_timeout=5)
+    return HttpConnection(LOOPBACK, peer.port, timeout=5, connect_timeout=5)
 
 
 def request(peer: ThreadedPeer, body: bytes, method: str = "POST") -> bytes:
-    return http_request(method, f"127.0.0.1:{peer.port}", "/v2/x", body)
+    return http_request(method, f"{LOOPBACK}:{peer.port}", "/v2/x", body)
 
 
 @pytest.mark.parametrize(("method", "status"), [("POST", 204), ("POST", 304), ("HEAD", 200)])

@@ -20,6 +20,7 @@ import pytest
 from hyperframe.frame import ContinuationFrame, DataFrame, Frame, GoAwayFrame, HeadersFrame, RstStreamFrame
 from wire_peers import GRPC_HEADERS, H2Peer, ThreadedPeer, grpc_message
 
+from oip.names import LOOPBACK
 from oip.precise import GrpcConnection
 
 METHOD = "/wire.Test/Call"
@@ -38,7 +39,7 @@ def frames_in(data: bytes) -> list[Frame]:
 
 
 def client(peer: ThreadedPeer, timeout: float = 5.0) -> GrpcConnection:
-    return GrpcConnection("127.0.0.1", peer.port, timeout=timeout, connect_timeout=5)
+    return GrpcConnection(LOOPBACK, peer.port, timeout=timeout, connect_timeout=5)
 
 
 @pytest.mark.parametrize("when", ["answered early", "after a whole exchange"])

@@ -18,6 +18,8 @@ import h2.connection
 import h2.events
 import h11
 
+from oip.names import LOOPBACK
+
 Handler = Callable[[socket.socket, int], None]
 GRPC_HEADERS = [(":status", "200"), ("content-type", "application/grpc")]
 
@@ -27,7 +29,7 @@ class ThreadedPeer:
 
     def __init__(self, handler: Handler, connections: int) -> None:
         self.handler, self.connections = handler, connections
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server((LOOPBACK, 0))
         self.listener.settimeout(0.2)
         self.port = self.listener.getsockname()[1]
         self.accepted = 0
