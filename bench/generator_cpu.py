@@ -17,7 +17,8 @@ when the whole interval is at or below it, missed when it is all above, and
 inconclusive otherwise. (Per-round ratios are not used: on a shared 2-core VM the
 noise of one side's run is not shared by the other side's run of the same round.)
 
-    python bench/generator_cpu.py --base 75407d9 [--rounds 5] [--short 2000] [--long 20000] [--users 4]
+    python bench/generator_cpu.py --base 75407d9 [--after REV] [--rounds 5] [--short 2000] \
+        [--long 20000] [--users 4]
 
 The earlier revision runs from a temporary ``git worktree`` of this repository
 with this environment's packages and this tree's trained model artifacts (run
@@ -94,6 +95,8 @@ def per_request_us(root: Path, server: ReferenceServer, users: int, short: int,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", required=True, help="the earlier revision (commit, tag or branch)")
+    parser.add_argument("--after", default=None,
+                        help="the later revision (default: this working tree as it is)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--short", type=int, default=2000, help="requests in the short run")
     parser.add_argument("--long", type=int, default=20000, help="requests in the long run")
@@ -104,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     # Children write bytecode once and reuse it, so start-up costs the same run after run.
     os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     sides: dict[str, list[float]] = {"before": [], "after": []}
-    with worktree(args.base) as base, ReferenceServer(ports="free") as server:
-        roots = {"before": base, "after": REPO_ROOT}
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(worktree(args.base))
+        after = stack.enter_context(worktree(args.after)) if args.after else REPO_ROOT
+        server = stack.enter_context(ReferenceServer(ports="free"))
+        roots = {"before": base, "after": after}
         for root in roots.values():  # not counted: the first run of a tree compiles its bytecode
             one_run(root, server, args.users, args.short)
         for number in range(args.rounds):
@@ -117,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     before, after = np.array(sides["before"]), np.array(sides["after"])
     print(f"\nbefore ({args.base}): median {np.median(before):.1f} us/request "
           f"(rounds {before.min():.1f} .. {before.max():.1f})")
-    print(f"after (working tree): median {np.median(after):.1f} us/request "
+    print(f"after ({args.after or 'working tree'}): median {np.median(after):.1f} us/request "
           f"(rounds {after.min():.1f} .. {after.max():.1f})")
     ratio = float(np.median(after) / np.median(before))
     interval = stats.bootstrap((after, before), lambda a, b, axis=-1: np.median(a, axis=axis) / np.median(
