@@ -52,17 +52,21 @@ RUN_LIMIT_S = 240
 
 @contextlib.contextmanager
 def worktree(revision: str) -> Iterator[Path]:
-    """A detached checkout of ``revision`` beside this one, removed afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="generator-cpu-")) / "base"
-    subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(folder), revision],
-                   cwd=REPO_ROOT, check=True)
-    for artifact in (REPO_ROOT / "models").glob("*/*"):
-        if artifact.name != "model-settings.json" and (folder / "models" / artifact.parent.name).is_dir():
-            shutil.copy2(artifact, folder / "models" / artifact.parent.name / artifact.name)
+    """A detached checkout of ``revision`` with this tree's model artifacts; removed afterwards."""
+    scratch = Path(tempfile.mkdtemp(prefix="generator-cpu-"))
+    folder = scratch / "base"
     try:
+        subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(folder), revision],
+                       cwd=REPO_ROOT, check=True)
+        for artifact in (REPO_ROOT / "models").glob("*/*"):
+            if artifact.name != "model-settings.json" and (folder / "models" / artifact.parent.name).is_dir():
+                shutil.copy2(artifact, folder / "models" / artifact.parent.name / artifact.name)
         yield folder
     finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO_ROOT, check=False)
+        subprocess.run(["git", "worktree", "remove", "--force", str(folder)], cwd=REPO_ROOT, check=False,
+                       capture_output=True)
+        subprocess.run(["git", "worktree", "prune"], cwd=REPO_ROOT, check=False)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def children_cpu() -> float:

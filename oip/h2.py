@@ -2,7 +2,7 @@
 
 Written once and used by both ends that the harness owns: the precise gRPC
 client of the load tests (:mod:`oip.precise`) and the delay stand-in's gRPC
-server (:mod:`fakes.delay_server`). Header blocks the harness *sends* are
+server (:mod:`fakes.delay.grpc_app`). Header blocks the harness *sends* are
 HPACK literals that never touch the dynamic table, so they are encoded once
 and reused byte for byte; blocks it *receives* go through ``hpack.Decoder``
 (peers compress with the dynamic table and Huffman codes). :data:`RESET_STATUS`
@@ -68,7 +68,7 @@ STATUS_NAMES = {0: "OK", 1: "CANCELLED", 2: "UNKNOWN", 3: "INVALID_ARGUMENT", 4:
 
 #: RST_STREAM error code -> gRPC status, as gRPC's PROTOCOL-HTTP2.md "Errors" maps them (codes not
 #: listed there, and NO_ERROR before the trailers, are INTERNAL). REFUSED_STREAM: the server did not
-#: process the stream, so the call is safe to retry.
+#: process the stream (UNAVAILABLE; the precise client reports it and does not retry it itself).
 RESET_STATUS = {
     NO_ERROR: GRPC_INTERNAL, PROTOCOL_ERROR: GRPC_INTERNAL, INTERNAL_ERROR: GRPC_INTERNAL,
     FLOW_CONTROL_ERROR: GRPC_INTERNAL, SETTINGS_TIMEOUT: GRPC_INTERNAL, FRAME_SIZE_ERROR: GRPC_INTERNAL,

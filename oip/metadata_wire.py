@@ -78,14 +78,33 @@ def _value_bytes(entry: bytes) -> bytes | None:
     return None
 
 
+_PARAMETER_TAGS = frozenset({0x08, 0x10, 0x1A, 0x21, 0x28})  # fields 1-5 of InferParameter
+
+
 def _looks_like_parameter(entry: bytes) -> pb.InferParameter | None:
+    """The value as an InferParameter when it is exactly one (starts with one of its field tags).
+
+    A text value could in principle also be a valid encoding (``"(*"`` is uint64_param=42);
+    such short strings are not plausible model properties, so they are reported too.
+    """
     value = _value_bytes(entry) or b""
-    text_like = not any(b < 0x20 for b in value)
-    return None if text_like else _as_parameter(entry)
+    return _as_parameter(entry) if value[:1] and value[0] in _PARAMETER_TAGS else None
 
 
 def decode_model_metadata(raw: bytes) -> tuple[pb.ModelMetadataResponse, list[str]]:
-    """The message (without field-6 entries that are not text) and the problems found."""
+    """The message (without field-6 entries that are not text) and the problems found.
+
+    An answer that is not a protobuf message at all decodes as an empty message with
+    the problem named, so a caller reports it instead of crashing.
+    """
+    try:
+        return _decode(raw)
+    except DecodeError as exc:
+        problem = f"the answer is not a ModelMetadataResponse ({exc}): {raw[:40]!r}"
+        return pb.ModelMetadataResponse(), [problem]
+
+
+def _decode(raw: bytes) -> tuple[pb.ModelMetadataResponse, list[str]]:
     problems: list[str] = []
     kept = bytearray()
     for number, wire, start, end in _fields(raw):

@@ -99,9 +99,13 @@ def _cmd_smoke(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from reference.config import is_seed_dir
     from reference.smoke import run_smoke
 
-    _cmd_train(argparse.Namespace(force=False, agaricus_dir=args.agaricus_dir, models_dir=args.models_dir))
+    # A repository with a recipe (the seed, or a build.py) is built; one without serves what it holds.
+    models_dir = args.models_dir
+    if models_dir is None or is_seed_dir(models_dir) or (Path(models_dir) / "build.py").is_file():
+        _cmd_train(argparse.Namespace(force=False, agaricus_dir=args.agaricus_dir, models_dir=models_dir))
     with _server_from(args) as server:
         _print_endpoints(server)
         code = _report_smoke(run_smoke(server.endpoints.rest_url, args.agaricus_dir,

@@ -96,9 +96,9 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(content[-lines:])
 
 
-def _http_status(host: str, port: int, path: str, timeout: float = 2.0) -> int | None:
+def _http_status(client: httpx.Client, host: str, port: int, path: str) -> int | None:
     try:
-        return httpx.get(f"http://{host}:{port}{path}", timeout=timeout).status_code
+        return client.get(f"http://{host}:{port}{path}").status_code
     except httpx.HTTPError:
         return None
 
@@ -311,6 +311,14 @@ class ReferenceServer:
             for m in self.models
         ]
         deadline = time.monotonic() + self.startup_timeout
+        # One client for the whole wait (a new one per probe costs ~50 ms of CPU); loopback
+        # never goes through a proxy from the environment.
+        with httpx.Client(timeout=2.0, trust_env=False) as client:
+            self._poll_until_ready(client, host, port, pending, deadline)
+
+    def _poll_until_ready(self, client: httpx.Client, host: str, port: int, pending: list[str],
+                          deadline: float) -> None:
+        assert self._process is not None
         while pending:
             code = self._process.poll()
             if code is not None:
@@ -319,7 +327,7 @@ class ReferenceServer:
                 raise self._failure(
                     f"MLServer was not ready within {self.startup_timeout:.0f}s (waiting on {pending[0]})"
                 )
-            if _http_status(host, port, pending[0]) == 200:
+            if _http_status(client, host, port, pending[0]) == 200:
                 pending.pop(0)
             else:
                 time.sleep(0.1)

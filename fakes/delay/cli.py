@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -50,7 +51,9 @@ async def serve(args: argparse.Namespace, announce: Callable[[dict[str, Any]], N
     stop = asyncio.Event()
     loop.call_later(args.max_seconds, stop.set)
     if args.watch_stdin:
-        loop.run_in_executor(None, _wait_for_eof, loop, stop)
+        # A daemon thread, not the loop's executor: the loop's shutdown would wait for a read
+        # that never ends, and --max-seconds must end the process whatever stdin does.
+        threading.Thread(target=_wait_for_eof, args=(loop, stop), daemon=True, name="stdin-eof").start()
     await stop.wait()
     stop_serving(loop, rest)
     timer.close()

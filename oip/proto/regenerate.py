@@ -63,7 +63,10 @@ def regenerate() -> None:
         for name in MODULES:
             text = (out / name).read_text()
             for old, new in REWRITES:
-                text = text.replace(old, new)
+                if old in text:
+                    text = text.replace(old, new)
+                elif name == MODULES[0] or old.startswith("import "):
+                    raise SystemExit(f"protoc's output changed: {old!r} is not in {name}; update REWRITES")
             (HERE / name).write_text(stamp + text)
     print(f"regenerated {', '.join(MODULES)} from {PROTO.name}")
 

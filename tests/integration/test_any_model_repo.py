@@ -110,11 +110,21 @@ def test_fp16_output_in_a_raw_grpc_answer(grpc):
     assert outputs["digit"].dtype == np.uint8 and outputs["even"].dtype == np.bool_
 
 
-@pytest.mark.xfail(strict=True, raises=grpcio.RpcError, reason=(
+class DeviationSeen(Exception):
+    """The server did exactly what a known deviation describes (anything else fails the test)."""
+
+
+@pytest.mark.xfail(strict=True, raises=DeviationSeen, reason=(
     "MLServer 1.7.1 maps FP16 to bytes_contents (mlserver/grpc/converters.py _FIELDS) and fails a typed "
     "request whose answer has an FP16 output: INTERNAL 'expected bytes, float found'; it should answer raw"))
 def test_fp16_output_answers_a_typed_grpc_request(grpc):
-    outputs = outputs_from_grpc_response(grpc.infer(_digits_request(raw=False)))
+    try:
+        response = grpc.infer(_digits_request(raw=False))
+    except grpcio.RpcError as exc:
+        if exc.code() == grpcio.StatusCode.INTERNAL and "expected bytes" in (exc.details() or ""):
+            raise DeviationSeen(exc.details()) from exc
+        raise
+    outputs = outputs_from_grpc_response(response)
     assert outputs["confidence"].dtype == np.float16
 
 
@@ -140,14 +150,29 @@ def test_custom_runtime_refuses_a_bad_request_with_400(rest):
 WINE_ROW = {"inputs": [{"name": "features", "datatype": "FP64", "shape": [1, 13], "data": [3.0] * 13}]}
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=DeviationSeen, reason=(
     "MLServer 1.7.1's sklearn runtime answers only `predict` when the request names no outputs, although "
     "model-settings declares `predict` and `predict_proba`; V2: 'If not specified all outputs produced by "
     "the model will be returned'"))
 def test_all_declared_outputs_come_back_when_none_are_requested(rest):
     response = rest.infer("wine-proba", WINE_ROW)
     assert response.status == 200
-    assert [o["name"] for o in response.json["outputs"]] == ["predict", "predict_proba"]
+    names = [o["name"] for o in response.json["outputs"]]
+    if names == ["predict"]:
+        raise DeviationSeen(f"outputs {names}")
+    assert names == ["predict", "predict_proba"]
+
+
+@pytest.mark.xfail(strict=True, raises=DeviationSeen, reason=(
+    "MLServer 1.7.1 sends its own `map<string, InferParameter> parameters` at ModelMetadataResponse field 6, "
+    "where the OIP proto has `map<string, string> properties`, for a model that sets "
+    "parameters.content_type"))
+def test_model_metadata_field_6_is_the_oip_properties_map(grpc):
+    assert grpc.model_metadata_checked("iris-tagged", "2")[1] == []  # no content_type: nothing at field 6
+    problems = grpc.model_metadata_checked("wine-proba")[1]
+    if len(problems) == 1 and "'content_type'" in problems[0] and "InferParameter" in problems[0]:
+        raise DeviationSeen(problems[0])
+    assert problems == []
 
 
 def test_an_unversioned_model_answers_without_a_version(rest):
@@ -160,6 +185,7 @@ def test_smoke_cli_with_models_dir(server):
     result = _cli("smoke", "--models-dir", str(MODEL_REPO), "--url", server.endpoints.rest_url)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("ok ") == len(MODELS), result.stdout
+    assert result.stdout.count("in-process") == len(MODELS), result.stdout  # every model had its oracle
     assert "sample one-row.json" in result.stdout and "generated 2 rows" in result.stdout
 
 
@@ -239,7 +265,7 @@ def test_smoke_falls_back_to_the_signature_without_an_oracle(tmp_path: Path, dat
 WHO_RUNTIME = REPO_ROOT / "tests" / "runtimes" / "who_runtime.py"
 
 
-@pytest.mark.xfail(strict=True, reason=(
+@pytest.mark.xfail(strict=True, raises=DeviationSeen, reason=(
     "MLServer 1.7.1 imports a custom runtime with importlib.reload of the module of that name, "
     "in place (mlserver/settings.py _reload_module): two models whose runtimes share a module "
     "name share its globals: both models answer with one runtime's code"))
@@ -255,5 +281,8 @@ def test_mlserver_keeps_apart_two_custom_runtimes_with_one_module_name(tmp_path:
     with ReferenceServer(models_dir=tmp_path, ports="free") as served, \
             RestClient(served.endpoints.rest_url) as client:
         answers = [client.infer(who, request) for who in ("a", "b")]
-    # MLServer 1.7.1 answers [["a"], ["a"]]: b runs a's code.
-    assert [a.json["outputs"][0]["data"] for a in answers] == [["a"], ["b"]]
+    assert [a.status for a in answers] == [200, 200]
+    whos = [a.json["outputs"][0]["data"] for a in answers]
+    if whos in ([["a"], ["a"]], [["b"], ["b"]]):  # MLServer 1.7.1: [["a"], ["a"]], b runs a's code
+        raise DeviationSeen(f"answers {whos}")
+    assert whos == [["a"], ["b"]]

@@ -1,4 +1,4 @@
-"""The delay stand-in (fakes/delay_server.py): right answers, known delays, honest records, V2 errors.
+"""The delay stand-in (fakes/delay/): right answers, known delays, honest records, V2 errors.
 
 The stand-in runs as child processes on free loopback ports; every request
 here is sent one at a time, and timing assertions only check that nothing is

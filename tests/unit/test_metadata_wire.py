@@ -37,3 +37,16 @@ def test_a_value_that_is_not_utf8_does_not_crash() -> None:
     raw = _metadata().SerializeToString() + _field6(entry.SerializeToString())
     message, problems = decode_model_metadata(raw)
     assert message.name == "m" and len(problems) == 1 and "'scale'" in problems[0]
+
+
+def test_a_parameter_whose_encoding_is_printable_is_still_named() -> None:
+    entry = pb.ModelInferResponse.ParametersEntry(key="k", value=pb.InferParameter(uint64_param=42))  # b"(*"
+    raw = _metadata().SerializeToString() + _field6(entry.SerializeToString())
+    message, problems = decode_model_metadata(raw)
+    assert message == _metadata() and len(problems) == 1 and "'k'" in problems[0]
+
+
+def test_an_answer_that_is_not_protobuf_is_a_problem_not_a_crash() -> None:
+    message, problems = decode_model_metadata(b"\x0b\x0c")
+    assert message == pb.ModelMetadataResponse()
+    assert len(problems) == 1 and "not a ModelMetadataResponse" in problems[0]

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from google.protobuf import descriptor_pool
+
 from oip._pb import pb
 from oip.proto import regenerate
 
@@ -24,6 +26,11 @@ def test_generated_modules_are_in_step_with_the_proto() -> None:
             f"oip/proto/{name} was generated from another open_inference_grpc.proto "
             f"(sha256 {stamped}, the proto now has {expected}): run python -m oip.proto.regenerate"
         )
+
+
+def test_messages_live_in_a_private_descriptor_pool() -> None:
+    # MLServer registers the same ``inference.*`` names in the default pool.
+    assert pb.DESCRIPTOR.pool is not descriptor_pool.Default()
 
 
 def test_messages_have_the_specs_fields() -> None:

@@ -28,3 +28,8 @@ def test_escape_keeps_plain_text() -> None:
 def test_a_row_of_the_wrong_width_is_refused() -> None:
     with pytest.raises(ValueError, match="row 0 has 1 cells, the header 2"):
         markdown_table(["a", "b"], [["only one"]])
+
+
+def test_tabs_fold_and_other_backslashes_stay() -> None:
+    assert escape_cell("a\tb") == "a b"
+    assert escape_cell(r"C:\path `x\y`") == r"C:\path `x\y`"

@@ -18,5 +18,11 @@ def peer() -> Iterator[Callable[..., ThreadedPeer]]:
         return started[-1]
 
     yield start
-    for each in started:
-        each.stop()
+    errors = []
+    for each in started:  # stop every peer, then report the first that failed
+        try:
+            each.stop()
+        except Exception as exc:  # noqa: BLE001 - re-raised below
+            errors.append(exc)
+    if errors:
+        raise errors[0]
