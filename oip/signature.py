@@ -92,13 +92,13 @@ class TensorSpec:
 
     def concrete_shape(self, batch: int) -> list[int]:
         """The declared shape with the first free dimension ``batch`` and any other free one 1."""
-        shape, first = [], True
+        shape, batched = [], False
         for d in self.shape:
             if d == FREE:
-                shape.append(batch if first else 1)
+                shape.append(1 if batched else batch)
+                batched = True
             else:
                 shape.append(d)
-            first = False
         return shape or [batch]
 
 

@@ -247,3 +247,11 @@ def test_response_problems():
     assert any("'extra' is not declared" in p for p in problems)
     assert any("['tag'] are missing" in p for p in problems)
     assert response_problems(signature, {"error": "x"})[0].startswith("the response has no outputs")
+
+
+def test_concrete_shape_gives_the_batch_to_the_first_free_dimension() -> None:
+    from oip.signature import TensorSpec
+
+    assert TensorSpec("x", "FP32", (-1, 4)).concrete_shape(5) == [5, 4]
+    assert TensorSpec("x", "FP32", (3, -1)).concrete_shape(5) == [3, 5]
+    assert TensorSpec("x", "FP32", (-1, 4, -1)).concrete_shape(5) == [5, 4, 1]
