@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from reference.errors import HarnessError
-from reference.paths import SETTINGS_FILE
+from reference.paths import MODELS_DIR, SETTINGS_FILE
 from reporting import compare, slo
 
 
@@ -38,6 +38,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         slos=[slo.parse_slo(s) for s in args.slo], baseline=args.baseline,
         tolerance=args.tolerance, fail_on_regression=args.fail_on_regression,
         settings_file=args.settings, overrides=_overrides(args.set),
+        models_dir=args.models_dir or MODELS_DIR, samples=args.samples, mix=args.mix,
+        reports_root=args.reports_root,
     )
     result = run_benchmark(options)
     overall = result.summary["scopes"].get("", {})
@@ -46,6 +48,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if lat:
         print(f"overall: {overall['requests']} requests, {overall['throughput_rps']:.1f} req/s, "
               f"p50 {lat['p50'] / 1000:.3f} ms, p99 {lat['p99'] / 1000:.3f} ms")
+    for scope, figures in sorted(result.summary["scopes"].items()):
+        lat = figures.get("latency_us") or {}
+        if scope and "/" not in scope and lat:
+            rps = figures.get("throughput_rps") or 0.0
+            print(f"  {scope}: {figures['requests']} requests, {rps:.1f} req/s, "
+                  f"p50 {lat['p50'] / 1000:.3f} ms, p99 {lat['p99'] / 1000:.3f} ms")
     print(f"report: {result.report}")
     return 1 if result.failed else 0
 
@@ -58,7 +66,7 @@ def _cmd_ab(args: argparse.Namespace) -> int:
         a_settings=args.a_settings, b_settings=args.b_settings,
         a_overrides=_overrides(args.a_set), b_overrides=_overrides(args.b_set),
         a_models=args.a_models, b_models=args.b_models, tolerance=args.tolerance,
-        transports=args.transports, mix=args.mix,
+        transports=args.transports, mix=args.mix, models_dir=args.models_dir, samples=args.samples,
     ))
     for metric, estimate in result.summary["ab"]["metrics"].items():
         print(f"{metric}: B/A median {estimate['median']:.3f} "
@@ -74,6 +82,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         parallel_workers=[int(x) for x in args.parallel_workers.split(",")],
         users=[int(x) for x in args.users.split(",")], step_s=args.step_seconds,
         p99_limit_us=args.p99_limit_ms * 1000, transports=args.transports, mix=args.mix,
+        models_dir=args.models_dir or MODELS_DIR, samples=args.samples,
     ))
     for row in result.summary["sweep"]["best"]:
         print(f"parallel_workers={row['parallel_workers']}: best {row['throughput_rps']:.1f} req/s "
@@ -81,6 +90,18 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
               if row["users"] else f"parallel_workers={row['parallel_workers']}: no step under the limit")
     print(f"report: {result.report}")
     return 0
+
+
+def _models_options(p: argparse.ArgumentParser, which: str = "") -> None:
+    """--models-dir, --samples and --mix, the same for run, ab and sweep."""
+    p.add_argument("--models-dir", type=Path, default=None, metavar="DIR",
+                   help="model repository to serve and load, every model reported on its own "
+                        f"(default models/{'; ' + which if which else ''})")
+    p.add_argument("--samples", type=Path, default=None, metavar="DIR",
+                   help="sample requests per model, DIR/<model>/*.json, passed to the load generator")
+    p.add_argument("--mix", default="", metavar="MODEL=W,...",
+                   help="share of requests per model (default: mnist-svm=3,mushroom-xgboost=1 for models/, "
+                        "else every served model alike)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,9 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=compare.DEFAULT_TOLERANCE,
                    help="relative change counted as noise against the baseline (default 0.10)")
     p.add_argument("--fail-on-regression", action="store_true", help="exit 1 when slower than the baseline")
-    p.add_argument("--settings", type=Path, default=SETTINGS_FILE, help="server settings file")
+    p.add_argument("--settings", type=Path, default=None,
+                   help="server settings file (default: the models dir's settings.json, else the "
+                        "repository's)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override a server setting, e.g. --set parallel_workers=1")
+    _models_options(p)
+    p.add_argument("--reports-root", type=Path, default=None, metavar="DIR",
+                   help="where the run folder goes (default: reports/ of the harness)")
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("ab", help="two deployments side by side, measured interleaved")
@@ -116,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tolerance", type=float, default=0.05)
     p.add_argument("--transports", default="rest",
                    help="default rest: MLServer's gRPC starvation under mixed load swamps the ratio")
-    p.add_argument("--mix", default="mnist-svm=3,mushroom-xgboost=1")
+    _models_options(p, "both sides, unless --a-models / --b-models say otherwise")
     p.set_defaults(func=_cmd_ab)
 
     p = sub.add_parser("sweep", help="concurrency steps until a p99 limit or errors")
@@ -125,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--step-seconds", type=float, default=8.0)
     p.add_argument("--p99-limit-ms", type=float, default=50.0)
     p.add_argument("--transports", default="rest,grpc")
-    p.add_argument("--mix", default="mnist-svm=3,mushroom-xgboost=1")
+    _models_options(p)
     p.set_defaults(func=_cmd_sweep)
     return parser
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.deployment import describe
-from bench.scenario import FIXED_SCENARIO, measure
+from bench.scenario import FIXED_SCENARIO, for_models, measure
 from reference.errors import HarnessError
 from reference.paths import MODELS_DIR, SETTINGS_FILE
 from reference.server import ReferenceServer
@@ -49,11 +49,13 @@ class AbOptions:
     b_settings: Path = SETTINGS_FILE
     a_overrides: dict[str, Any] = field(default_factory=dict)
     b_overrides: dict[str, Any] = field(default_factory=dict)
-    a_models: Path | None = None
+    a_models: Path | None = None  # None: models_dir
     b_models: Path | None = None
     tolerance: float = 0.05
     transports: str = "rest"
-    mix: str = FIXED_SCENARIO["mix"]
+    mix: str = ""  # "": the seed's 3:1, or every served model alike
+    models_dir: Path | None = None  # both sides, unless a_models / b_models say otherwise
+    samples: Path | None = None
 
 
 @dataclass
@@ -75,10 +77,15 @@ def run_ab(options: AbOptions) -> AbResult:
     if options.rounds < 2:
         raise HarnessError("A/B needs at least 2 rounds (--rounds 2 or more)")
     run = new_run("ab")
-    scenario = {**FIXED_SCENARIO, "users": options.users, "transports": options.transports,
-                "mix": options.mix, "name": f"closed loop, {options.users} users, {options.transports}"}
-    a_label = _label(options.a_settings, options.a_overrides, options.a_models)
-    b_label = _label(options.b_settings, options.b_overrides, options.b_models)
+    base = {**FIXED_SCENARIO, "users": options.users, "transports": options.transports,
+            "name": f"closed loop, {options.users} users, {options.transports}"}
+    models = {"A": options.a_models or options.models_dir or MODELS_DIR,
+              "B": options.b_models or options.models_dir or MODELS_DIR}
+    scenarios = {side: for_models(base, folder, options.samples, options.mix)
+                 for side, folder in models.items()}
+    scenario = scenarios["A"]
+    a_label = _label(options.a_settings, options.a_overrides, options.a_models or options.models_dir)
+    b_label = _label(options.b_settings, options.b_overrides, options.b_models or options.models_dir)
     summary: dict[str, Any] = {
         "run": {"id": run.run_id, "kind": "ab", "scenario": scenario["name"],
                 "started": datetime.now(UTC).isoformat(timespec="seconds"), "warmup_s": options.round_s,
@@ -92,16 +99,16 @@ def run_ab(options: AbOptions) -> AbResult:
     ab = summary["ab"]
     try:
         with ReferenceServer(ports="free", settings_file=options.a_settings, overrides=options.a_overrides,
-                             models_dir=options.a_models or MODELS_DIR) as a, \
+                             models_dir=models["A"]) as a, \
              ReferenceServer(ports="free", settings_file=options.b_settings, overrides=options.b_overrides,
-                             models_dir=options.b_models or MODELS_DIR) as b:
+                             models_dir=models["B"]) as b:
             sides = {"A": a, "B": b}
             summary["run"].update(target=f"A {a.endpoints.rest_url}, B {b.endpoints.rest_url}",
                                   server=describe(a)["server"], a=describe(a), b=describe(b))
             scratch = run.path / "locust-runs"
             for name, server in sides.items():  # warm-up, left out
                 measure(server.endpoints.rest_url, server.endpoints.grpc_target, options.round_s,
-                        scratch / f"warmup-{name}", scenario)
+                        scratch / f"warmup-{name}", scenarios[name])
             for i in range(options.rounds):
                 order = "AB" if i % 2 == 0 else "BA"
                 ab["order"].append(order)
@@ -109,7 +116,7 @@ def run_ab(options: AbOptions) -> AbResult:
                 for name in order:
                     e = sides[name].endpoints
                     results[name] = measure(e.rest_url, e.grpc_target, options.round_s,
-                                            scratch / f"{i:02d}-{name}", scenario)
+                                            scratch / f"{i:02d}-{name}", scenarios[name])
                 for name, m in sorted(results.items()):
                     ab[name.lower()].append({k: read(m.overall) for k, (read, _) in METRICS.items()}
                                             | {"errors": sum((m.overall.get("errors") or {}).values())})

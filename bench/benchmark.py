@@ -4,7 +4,9 @@ Starts the deployment on free loopback ports, warms it up (left out of the
 figures), scrapes MLServer's Prometheus endpoint around the measured window,
 runs the fixed scenario, and writes ``reports/bench/<run-id>/`` (summary.json,
 report.md, plots, Locust's CSV and HTML). Thresholds (``--slo``) and a baseline
-(``--baseline``) decide the verdict and the exit code.
+(``--baseline``) decide the verdict and the exit code. ``--models-dir DIR`` serves
+and loads another model repository (every served model alike, each reported on
+its own, answers checked against each model's own runtime in-process).
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.deployment import describe
-from bench.scenario import FIXED_SCENARIO, measure
-from reference.paths import SETTINGS_FILE
+from bench.scenario import FIXED_SCENARIO, for_models, measure
+from reference.paths import MODELS_DIR
 from reference.server import ReferenceServer
 from reporting import compare, slo
 from reporting.prometheus import Scraper
@@ -37,8 +39,12 @@ class BenchOptions:
     baseline: Path | None = None
     tolerance: float = compare.DEFAULT_TOLERANCE
     fail_on_regression: bool = False
-    settings_file: Path = SETTINGS_FILE
+    settings_file: Path | None = None  # None: the models dir's own settings.json, else the repository's
     overrides: dict[str, Any] = field(default_factory=dict)
+    models_dir: Path = MODELS_DIR
+    samples: Path | None = None
+    mix: str | None = None
+    reports_root: Path | None = None  # None: reports/ of the harness
 
 
 @dataclass
@@ -77,22 +83,23 @@ def verdict_of(summary: dict[str, Any], fail_on_regression: bool) -> tuple[str, 
 def run_benchmark(options: BenchOptions) -> BenchResult:
     # Bad input first, before anything is started: a malformed baseline is one clear message.
     baseline = compare.load_baseline(options.baseline) if options.baseline else None
-    run = new_run("bench")
-    scenario = {**FIXED_SCENARIO, "users": options.users}
+    run = new_run("bench", root=options.reports_root) if options.reports_root else new_run("bench")
+    scenario = for_models({**FIXED_SCENARIO, "users": options.users}, options.models_dir, options.samples,
+                          options.mix)
     summary: dict[str, Any] = {
         "run": {"id": run.run_id, "kind": "bench", "scenario": scenario["name"],
                 "arguments": {"seconds": options.seconds, "warmup_s": options.warmup_s,
                               "scenario": scenario, "slos": [s.text for s in options.slos],
                               "baseline": str(options.baseline) if options.baseline else None,
-                              "overrides": options.overrides},
+                              "overrides": options.overrides, "models_dir": str(options.models_dir)},
                 "started": _now(), "warmup_s": options.warmup_s, **run.meta},
         "scopes": {}, "warnings": [], "verdict": "incomplete: the run did not finish",
     }
     write_report(run, summary, draw_plots=False)  # from here on, a failure leaves a report
     failed = True
     try:
-        with ReferenceServer(ports="free", settings_file=options.settings_file,
-                             overrides=options.overrides) as server:
+        with ReferenceServer(ports="free", settings_file=options.settings_file, overrides=options.overrides,
+                             models_dir=options.models_dir) as server:
             summary["run"].update(describe(server))
             e = server.endpoints
             scratch = run.path / "locust-runs"  # each Locust run's own folder, warm-up included

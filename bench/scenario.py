@@ -2,7 +2,8 @@
 
 A measurement is one headless Locust run of ``loadtests/`` (the same scenarios
 users run), read back through its ``latency.json`` (HDR histograms, µs) and
-Locust's CSV files.
+Locust's CSV files. :func:`for_models` turns the fixed scenario into one for
+another model repository (``--models-dir``, ``--samples``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from bench._harness import run_harness
+from reference.config import is_seed_dir
 from reporting.summary import summary_from_loadtest
 
-# Both models (3:1) over both transports, closed loop, 8 users: what `tox -e bench` measures.
+# Both models (3:1) over both transports, closed loop, 8 users: what `tox -e bench` measures
+# (for another model repository, every served model alike: see for_models).
 FIXED_SCENARIO: dict[str, Any] = {
     "name": "mixed-closed-8",
     "users": 8,
@@ -54,16 +57,32 @@ class Measurement:
                 shutil.copy2(src, dest / name)
 
 
+def for_models(scenario: dict[str, Any], models_dir: Path | None, samples: Path | None = None,
+               mix: str | None = None) -> dict[str, Any]:
+    """``scenario`` for another model repository: every served model alike unless ``mix`` says otherwise."""
+    if models_dir is None or is_seed_dir(models_dir):
+        out = {**scenario, "mix": mix or scenario["mix"]}
+    else:
+        out = {**scenario, "mix": mix or "", "models_dir": str(Path(models_dir).resolve()),
+               "name": scenario["name"].replace("mixed", "all-models")}
+    if samples is not None:
+        out["samples"] = str(Path(samples).resolve())
+    return out
+
+
 def locust_args(scenario: dict[str, Any], seconds: float, rest_url: str, grpc_target: str,
                 extra: list[str] | None = None) -> list[str]:
+    """Locust's command line for one measurement (no ``--mix``: every served model alike)."""
     users = int(scenario["users"])
-    return [
+    args = [
         "--host", rest_url, "--grpc-host", grpc_target,
         "-u", str(users), "-r", str(users), "-t", f"{max(1, round(seconds))}s",
-        "--mix", scenario["mix"], "--transports", scenario["transports"],
-        "--batch-size", str(scenario.get("batch_size", 1)),
-        *(extra or []),
+        "--transports", scenario["transports"], "--batch-size", str(scenario.get("batch_size", 1)),
     ]
+    for key, option in (("mix", "--mix"), ("models_dir", "--models-dir"), ("samples", "--samples")):
+        if scenario.get(key):
+            args += [option, str(scenario[key])]
+    return [*args, *(extra or [])]
 
 
 def measure(rest_url: str, grpc_target: str, seconds: float, reports_root: Path,

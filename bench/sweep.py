@@ -14,7 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.scenario import FIXED_SCENARIO, measure
+from bench.scenario import FIXED_SCENARIO, for_models, measure
+from reference.paths import MODELS_DIR
 from reference.server import ReferenceServer
 from reporting.runs import Run, new_run
 from reporting.writer import write_report
@@ -28,7 +29,9 @@ class SweepOptions:
     warmup_s: float = 3.0
     p99_limit_us: float = 50_000.0
     transports: str = FIXED_SCENARIO["transports"]
-    mix: str = FIXED_SCENARIO["mix"]
+    mix: str = ""  # "": the seed's 3:1, or every served model alike
+    models_dir: Path = MODELS_DIR
+    samples: Path | None = None
 
 
 @dataclass
@@ -49,10 +52,12 @@ def best_under_limit(steps: list[dict[str, Any]], limit_us: float) -> dict[str, 
 def run_sweep(options: SweepOptions) -> SweepResult:
     run = new_run("sweep")
     sweep: dict[str, Any] = {"p99_limit_us": options.p99_limit_us, "step_s": options.step_s,
-                             "transports": options.transports, "mix": options.mix, "steps": [], "best": []}
+                             "transports": options.transports, "mix": options.mix or "default",
+                             "models_dir": str(options.models_dir), "steps": [], "best": []}
     summary: dict[str, Any] = {
         "run": {"id": run.run_id, "kind": "sweep", "scenario": f"closed loop, {options.transports}, "
-                f"{options.mix}", "started": datetime.now(UTC).isoformat(timespec="seconds"),
+                f"{options.mix or 'default mix'}, {options.models_dir}",
+                "started": datetime.now(UTC).isoformat(timespec="seconds"),
                 "warmup_s": options.warmup_s, **run.meta},
         "scopes": {}, "warnings": [], "verdict": "incomplete: the sweep did not finish", "sweep": sweep,
     }
@@ -60,10 +65,12 @@ def run_sweep(options: SweepOptions) -> SweepResult:
     try:
         for workers in options.parallel_workers:
             steps: list[dict[str, Any]] = []
-            with ReferenceServer(ports="free", overrides={"parallel_workers": workers}) as server:
+            with ReferenceServer(ports="free", overrides={"parallel_workers": workers},
+                                 models_dir=options.models_dir) as server:
                 e = server.endpoints
                 summary["run"].setdefault("server", _identity(e.rest_url))
-                base = {**FIXED_SCENARIO, "transports": options.transports, "mix": options.mix}
+                base = for_models({**FIXED_SCENARIO, "transports": options.transports}, options.models_dir,
+                                  options.samples, options.mix)
                 scratch = run.path / "locust-runs" / f"pw{workers}"
                 if options.warmup_s > 0:
                     measure(e.rest_url, e.grpc_target, options.warmup_s, scratch / "warmup",

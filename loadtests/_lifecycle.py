@@ -30,6 +30,7 @@ from reporting.runs import new_run
 
 from . import _capture, _report
 from ._cpu import CpuWatch
+from ._models import models_dir_of, served_catalog
 from ._options import apply_defaults, apply_plan, fatal
 from ._plan import Plan, plan_from_options
 from ._preflight import preflight
@@ -92,7 +93,7 @@ def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     environment.events.test_stop.add_listener(lambda **_: on_test_stop(state))
     environment.events.quitting.add_listener(lambda **_: on_quitting(state))
     try:
-        plan = plan_from_options(options)
+        plan = _plan_of(options)
         apply_plan(state, plan)
         if state.role != "worker":
             apply_defaults(options)
@@ -114,6 +115,11 @@ def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         log.warning("-u %s is fewer than the %d user classes: some transport gets no load",
                     options.num_users, len(state.active_transports()))
     _open_run(state)
+
+
+def _plan_of(options: Any) -> Plan:
+    """The run's plan: the options, and the models the target serves (``--models-dir``)."""
+    return plan_from_options(options, served_catalog(options), models_dir_of(options))
 
 
 def _say_ready(state: RunState) -> None:
@@ -171,7 +177,7 @@ def _send_shares(state: RunState, runner: Any, plan: Plan) -> None:
 def on_test_start(state: RunState) -> None:
     environment = state.environment
     try:
-        plan = plan_from_options(environment.parsed_options)
+        plan = _plan_of(environment.parsed_options)
         apply_plan(state, plan)
         if state.role != "master":
             ensure_workload(state, plan)

@@ -14,10 +14,11 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from locust import events
+from locust import events, tag
 
 from oip.names import LOOPBACK
 from reference.errors import HarnessError
+from reference.paths import MODELS_DIR
 
 from ._plan import (
     ARRIVALS,
@@ -59,8 +60,17 @@ def settings_ports() -> tuple[int, int]:
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any, **_: Any) -> None:
     http_port, grpc_port = settings_ports()
-    parser.add_argument("--mix", default=DEFAULT_MIX, metavar="MODEL=W,...",
-                        help="models and their share of requests, e.g. mnist-svm=3,mushroom-xgboost=1")
+    parser.add_argument("--mix", default="", metavar="MODEL=W,...",
+                        help="served models and their share of requests, e.g. mnist-svm=3,mushroom-xgboost=1 "
+                             f"(default: {DEFAULT_MIX} for the seed's models/, else every served model "
+                             "alike)")
+    parser.add_argument("--models-dir", default=str(MODELS_DIR), metavar="DIR",
+                        help="the model repository the server serves (default models/): every served model "
+                             "is loaded and checked against its own runtime in-process; \"\" for a server "
+                             "whose models are not local (its repository index and metadata)")
+    parser.add_argument("--samples", default=None, metavar="DIR",
+                        help="sample requests per model, DIR/<model>/*.json (V2 request bodies), used "
+                             "before <models-dir>/<model>/samples/ and generated requests")
     parser.add_argument("--transports", default=DEFAULT_TRANSPORTS, metavar="T[=W],...",
                         help="rest, grpc or both, optionally weighted (rest=3,grpc=1): the share of users "
                              "(closed loop) or of the arrival rate (open loop)")
@@ -119,6 +129,18 @@ def apply_defaults(options: Any) -> None:
         options.expect_workers_max_wait = 60
 
 
+def task_for(cls: type, model: str) -> Callable:
+    """The task of ``cls`` that calls ``model`` (made once, tagged model, transport and ``infer``)."""
+    existing = cls.model_tasks.get(model)
+    if existing is None:
+        def infer_model(user: Any) -> None:
+            user.infer(model)
+
+        infer_model.__name__ = infer_model.__qualname__ = f"infer {model}"
+        existing = cls.model_tasks[model] = tag(cls.transport, model, "infer")(infer_model)
+    return existing
+
+
 def apply_plan(state: RunState, plan: Plan) -> None:
     """Set task weights (--mix), user weights (--transports) and the user classes that run."""
     environment = state.environment
@@ -130,7 +152,7 @@ def apply_plan(state: RunState, plan: Plan) -> None:
         models = {m: w for m, w in plan.mix.items() if plan.selected(m, transport)}
         if transport in plan.transports and models:
             for model, count in integer_weights(models).items():
-                tasks += [cls.model_tasks[model]] * count
+                tasks += [task_for(cls, model)] * count
         cls.tasks = tasks
         if tasks and cls in state.selected_classes:
             active.append(transport)

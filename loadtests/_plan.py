@@ -15,12 +15,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from functools import reduce
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from oip.names import LOOPBACK
 from reference.catalog import MODELS
 from reference.errors import HarnessError
+from reference.paths import MODELS_DIR
 
 TRANSPORTS = ("rest", "grpc")
 SHAPES = ("steady", "ramp", "step", "spike")
@@ -161,6 +163,13 @@ class Plan:
     tags: frozenset[str] | None = None
     client: str = "precise"
     exclude_tags: frozenset[str] = field(default_factory=frozenset)
+    models_dir: str = str(MODELS_DIR)  # "": the server's own models, no local folder
+    samples_dir: str | None = None
+    versions: dict[str, str | None] = field(default_factory=dict)  # every served model's version
+
+    def version(self, model: str) -> str:
+        """The version ``model`` is called with (``""``: unversioned path or no version)."""
+        return (self.versions.get(model) or "") if self.versioned else ""
 
     @property
     def open_loop(self) -> bool:
@@ -190,9 +199,22 @@ class Plan:
         return out
 
 
-def plan_from_options(options: Any) -> Plan:
-    """Build and validate a Plan from Locust's parsed options (an argparse Namespace)."""
-    mix = parse_weights(options.mix, MODELS, "model", "--mix")
+def plan_from_options(options: Any, served: Mapping[str, str | None] | None = None,
+                      models_dir: str | None = None) -> Plan:
+    """Build and validate a Plan from Locust's parsed options (an argparse Namespace).
+
+    ``served`` is every model the target serves with its version (default: the
+    seed's two), ``models_dir`` where they come from (see :mod:`._models`).
+    """
+    if served is None:
+        served = {name: spec.version for name, spec in MODELS.items()}
+    models_dir = str(MODELS_DIR) if models_dir is None else models_dir
+    mix_text = options.mix
+    if not mix_text:  # no --mix: the seed's 3:1, else every served model alike
+        from ._models import default_mix
+
+        mix_text = default_mix(models_dir, served)
+    mix = parse_weights(mix_text, served, "model", "--mix")
     transports = parse_weights(options.transports, TRANSPORTS, "transport", "--transports")
     batch_size = int(options.batch_size)
     if batch_size < 1:
@@ -236,6 +258,9 @@ def plan_from_options(options: Any) -> Plan:
                     f"{what} {name} is not a loopback address: this harness sends load to loopback "
                     "only unless you pass --allow-remote (do so only for servers you own)"
                 )
+    samples = getattr(options, "samples", None)
+    if samples and not Path(samples).is_dir():
+        raise PlanError(f"--samples {samples} is not a folder: give a folder of <model>/*.json request files")
     tags = frozenset(options.tags) if getattr(options, "tags", None) else None
     exclude = frozenset(getattr(options, "exclude_tags", None) or ())
     plan = Plan(
@@ -256,6 +281,9 @@ def plan_from_options(options: Any) -> Plan:
         tags=tags,
         exclude_tags=exclude,
         client=client,
+        models_dir=models_dir,
+        samples_dir=str(options.samples) if getattr(options, "samples", None) else None,
+        versions=dict(served),
     )
     if not plan.combinations():
         raise PlanError(

@@ -81,9 +81,7 @@ def check_grpc(plan: Plan, versions: dict[str, str]) -> None:
 
 def preflight(plan: Plan, transports: list[str]) -> None:
     """Check the target serves every model of the mix on every transport in ``transports``."""
-    from reference.catalog import MODELS
-
-    versions = {m: (MODELS[m].version if plan.versioned else "") for m in plan.mix}
+    versions = {m: plan.version(m) for m in plan.mix}
     if "rest" in transports:
         check_rest(plan, versions)
     if "grpc" in transports:

@@ -112,6 +112,8 @@ def write_report(state: RunState, final: bool) -> dict[str, Any] | None:
         "series": summary["series"],
         "total": summary["total"],
         "schedule": state.lag.summary() if plan is not None and plan.open_loop else None,
+        "checks": {name: getattr(load, "checked_by", "against the seed's oracle in-process")
+                   for name, load in state.workload.items()},
         "locust": {"requests": runner.stats.total.num_requests, "failures": runner.stats.total.num_failures},
         "files": {"html": options.html_file, "csv_prefix": options.csv_prefix or state.csv_prefix},
         "revision": run.meta.get("revision"),

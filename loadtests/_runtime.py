@@ -7,6 +7,8 @@ Environment (``environment.oip_run``) and registers everything else on
 ``environment.events``. One job per module:
 
 * :mod:`._options` the command-line options and how a plan weighs the users;
+* :mod:`._models` which models the target serves (``--models-dir``);
+* :mod:`._expected` any model's payloads and answers, from its own runtime;
 * :mod:`._preflight` checking the target before any load (httpx, gRPC);
 * :mod:`._lifecycle` init, test start/stop, quitting, master/worker messages;
 * :mod:`._capture` request latencies into the HDR book, worker to master;

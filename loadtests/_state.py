@@ -19,6 +19,7 @@ import gevent.event
 from reporting.latency import LatencyBook
 from reporting.runs import Run
 
+from ._expected import AnyModelLoad
 from ._plan import DEFAULT_LATE_MS, DEFAULT_MAX_REQUESTS, Plan
 from ._schedule import ArrivalSchedule, LagTracker
 from ._workload import ModelLoad
@@ -54,7 +55,7 @@ class RunState:
     selected_classes: list[type] | None = None
     plan: Plan | None = None
     invalid: str | None = None
-    workload: dict[str, ModelLoad] = field(default_factory=dict)
+    workload: dict[str, ModelLoad | AnyModelLoad] = field(default_factory=dict)
     workload_key: tuple | None = None
     book: LatencyBook = field(default_factory=LatencyBook)
     lag: LagTracker = field(default_factory=lambda: LagTracker(DEFAULT_LATE_MS * 1000))
@@ -93,7 +94,7 @@ def harness_user_classes(environment: Any) -> dict[str, type]:
         cls.__name__: cls for cls in environment.user_classes
     }
     return {cls.transport: cls for cls in available.values()
-            if getattr(cls, "model_tasks", None) and getattr(cls, "transport", None)}
+            if getattr(cls, "model_tasks", None) is not None and getattr(cls, "transport", None)}
 
 
 def attach(environment: Any, role: str) -> RunState:

@@ -22,10 +22,11 @@ from oip.precise import GrpcConnection, HttpConnection, Reply, WireError
 from reporting.latency import SeriesKey
 
 from ._capture import CONTEXT_KEY
+from ._expected import AnyModelLoad
 from ._plan import DEFAULT_RUN_TIME_S, DEFAULT_USERS, Plan, profile, shares, users_at
 from ._schedule import ArrivalSchedule, PreciseSleeper
 from ._state import RunState
-from ._workload import ModelLoad, build_workload
+from ._workload import ModelLoad, build_plan_workload
 
 log = logging.getLogger("loadtests")
 
@@ -35,11 +36,11 @@ OPEN_LOOP_SPAWN_FACTOR = 10.0  # open loop spawns its whole pool in 1/10 s
 
 def ensure_workload(state: RunState, plan: Plan) -> None:
     """Encode the plan's payloads (once per mix, batch size, path style and target)."""
-    key = (tuple(sorted(plan.mix)), plan.batch_size, plan.versioned, plan.rest_url)
+    key = (tuple(sorted(plan.mix)), plan.batch_size, plan.versioned, plan.rest_url, plan.models_dir,
+           plan.samples_dir)
     if key != state.workload_key:
         started = time.perf_counter()
-        state.workload = build_workload(sorted(plan.mix), plan.batch_size, plan.versioned,
-                                        rest_url=plan.rest_url)
+        state.workload = build_plan_workload(plan)
         state.workload_key = key
         log.info("encoded %s in %.1fs", ", ".join(f"{len(w.items)} {m} requests"
                                                   for m, w in state.workload.items()),
@@ -61,7 +62,7 @@ class Lane:
         if self.sleeper is not None and not self.sleeper.precise:
             state.precise_timers = False
 
-    def next(self, model: str) -> tuple[ModelLoad, Any, float | None]:
+    def next(self, model: str) -> tuple[ModelLoad | AnyModelLoad, Any, float | None]:
         """Claim a request: (model load, item, intended start as time.monotonic(); None in closed loop)."""
         due = begin_request(self.state, self.transport, self.sleeper)
         load = self.state.workload[model]

@@ -1,4 +1,7 @@
-"""Real payloads, encoded once, and the check of every answer against the oracle.
+"""The seed's payloads, encoded once, and the check of every answer against the oracle.
+
+:func:`build_plan_workload` is where a run's payloads come from: this module for
+the seed's ``models/``, :mod:`._expected` for any other model repository.
 
 Before a run starts, each model's held-out rows are cut into batches of
 ``--batch-size`` rows and encoded with the harness's one V2 codec
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,7 +36,8 @@ from reference import datasets, oracle
 from reference.catalog import MODELS, ModelSpec
 from reporting.latency import SeriesKey
 
-from ._plan import PlanError
+from ._expected import AnyModelLoad
+from ._plan import Plan, PlanError
 
 REST_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 GRPC_METHOD = GRPC_MODEL_INFER  # kept for the callers that import it from here
@@ -75,6 +80,12 @@ class ModelLoad:
     @property
     def grpc_name(self) -> str:
         return f"ModelInfer {self.spec.name}" + (f" {self.grpc_version}" if self.grpc_version else "")
+
+    def check_rest(self, item: Item, status: int, body: bytes) -> str | None:
+        return check_rest(self, item, status, body)
+
+    def check_grpc(self, item: Item, raw: bytes) -> str | None:
+        return check_grpc(self, item, raw)
 
 
 def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str | None = None,
@@ -124,6 +135,35 @@ def build_model_load(name: str, batch_size: int, versioned: bool, data_dir: str 
 def build_workload(models: list[str], batch_size: int, versioned: bool, data_dir: str | None = None,
                    rest_url: str = f"http://{LOOPBACK}") -> dict[str, ModelLoad]:
     return {name: build_model_load(name, batch_size, versioned, data_dir, rest_url) for name in models}
+
+
+def build_plan_workload(plan: Plan) -> dict[str, ModelLoad | AnyModelLoad]:
+    """The payloads of every model of the plan's mix, from wherever its models are.
+
+    The seed's ``models/``: held-out rows and the in-process oracle (:func:`build_model_load`).
+    Any other model repository, or a server's own models: :mod:`._expected`.
+    """
+    from ._expected import build_any_load, local_source, server_source
+    from ._models import SERVER, is_seed, local_models
+
+    names = sorted(plan.mix)
+    seed: list[str] = []
+    if is_seed(plan.models_dir):  # the seed's models keep their checks, unless --samples has theirs
+        given = Path(plan.samples_dir) if plan.samples_dir else None
+        seed = [n for n in names if given is None or not any((given / n).glob("*.json"))]
+    workload: dict[str, ModelLoad | AnyModelLoad] = dict(
+        build_workload(seed, plan.batch_size, plan.versioned, rest_url=plan.rest_url))
+    rest = [n for n in names if n not in seed]
+    if plan.models_dir == SERVER:
+        sources = [server_source(plan.rest_url, n, plan.versions.get(n), plan.samples_dir) for n in rest]
+    elif rest:
+        deployed = local_models(plan.models_dir)
+        sources = [local_source(deployed[n], plan.samples_dir) for n in rest]
+    else:
+        sources = []
+    for source in sources:
+        workload[source.name] = build_any_load(source, plan.batch_size, plan.versioned, plan.rest_url)
+    return workload
 
 
 # ------------------------------------------------------------------ checks

@@ -1,18 +1,20 @@
-"""Mixed V2 inference load: both models, over REST and gRPC, every answer checked.
+"""Mixed V2 inference load: every served model, over REST and gRPC, every answer checked.
 
 Run from the repository root (the reference deployment up: ``python -m reference serve``)::
 
     locust -f loadtests/                                   # web UI on http://127.0.0.1:8089
     locust -f loadtests/ --headless -u 8 -t 20s            # headless, 20 s
     locust -f loadtests/ --headless --mix mnist-svm=1 --transports grpc --batch-size 4
+    locust -f loadtests/ --headless --models-dir tests/model_repo      # any model repository
     locust -f loadtests/ --headless --arrival-rate 200 --arrival poisson -u 16   # open loop
     locust -f loadtests/ --headless --processes -1         # one worker per core
 
 Two User classes, one per transport (``RestInferUser``, ``GrpcInferUser``);
-both send through the harness's precise clients unless ``--client stock``;
-each has one small task per model, tagged with the model, the transport and
-``infer`` (``--tags grpc``, ``--exclude-tags mushroom-xgboost``). ``--mix``
-weighs the tasks, ``--transports`` the users. ``LoadShape`` is the only shape
+both send through the harness's precise clients unless ``--client stock``.
+Their tasks are made at init from the workload (every served model of
+``--models-dir``): one per model, tagged with the model, the transport and
+``infer`` (``--tags grpc``, ``--exclude-tags mushroom-xgboost``); ``--mix``
+weighs them, ``--transports`` the users. ``LoadShape`` is the only shape
 class (``--shape``). Options, histograms and the report: ``_runtime`` and the
 modules it names; the run's state is ``self.environment.oip_run`` (a ``RunState``).
 """
@@ -20,12 +22,14 @@ modules it names; the run's state is ``self.environment.oip_run`` (a ``RunState`
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import grpc
-from locust import FastHttpUser, LoadTestShape, User, constant, tag, task
+from locust import FastHttpUser, LoadTestShape, User, constant
 
 from loadtests import _runtime as runtime
-from loadtests._workload import REST_HEADERS, Item, ModelLoad, check_grpc, check_rest
+from loadtests._expected import AnyModelLoad
+from loadtests._workload import REST_HEADERS, ModelLoad
 from oip import h2
 from oip.names import GRPC_MODEL_INFER
 from oip.precise import Reply
@@ -44,6 +48,7 @@ class RestInferUser(FastHttpUser):
     """
 
     transport = "rest"
+    model_tasks: dict = {}  # model -> its task, made at init from the workload (_options.task_for)
     wait_time = constant(0)
     network_timeout = 30.0
     connection_timeout = CONNECT_TIMEOUT_S
@@ -58,16 +63,6 @@ class RestInferUser(FastHttpUser):
             self.wire.close()
         self.lane.close()
 
-    @tag("rest", "mnist-svm", "infer")
-    @task
-    def infer_mnist_svm(self) -> None:
-        self.infer("mnist-svm")
-
-    @tag("rest", "mushroom-xgboost", "infer")
-    @task
-    def infer_mushroom_xgboost(self) -> None:
-        self.infer("mushroom-xgboost")
-
     def infer(self, model: str) -> None:
         load, item, due = self.lane.next(model)
         if self.wire is None:
@@ -76,10 +71,10 @@ class RestInferUser(FastHttpUser):
         runtime.send_precise(
             self, "POST", load.rest_path, load.rest_key, due, f"{model} {item.label} over REST",
             lambda: self.wire.exchange(item.rest_request),
-            lambda reply: check_rest(load, item, reply.status, reply.body),
+            lambda reply: load.check_rest(item, reply.status, reply.body),
         )
 
-    def infer_stock(self, load: ModelLoad, item: Item, due: float | None) -> None:
+    def infer_stock(self, load: ModelLoad | AnyModelLoad, item: Any, due: float | None) -> None:
         lag = runtime.since_intended(due, time.monotonic())
         with self.client.request(
             "POST", load.rest_path, data=item.rest_body, headers=REST_HEADERS, name=load.rest_path,
@@ -88,7 +83,7 @@ class RestInferUser(FastHttpUser):
             if response.status_code == 0:  # no HTTP answer at all
                 problem = f"{load.name} {item.label} over REST: {response.request_meta['exception']!r}"
             else:
-                problem = check_rest(load, item, response.status_code, response.content or b"")
+                problem = load.check_rest(item, response.status_code, response.content or b"")
             if problem:
                 response.failure(problem)
             else:
@@ -106,6 +101,7 @@ class GrpcInferUser(User):
     """
 
     transport = "grpc"
+    model_tasks: dict = {}  # model -> its task, made at init from the workload (_options.task_for)
     wait_time = constant(0)
 
     def on_start(self) -> None:
@@ -130,16 +126,6 @@ class GrpcInferUser(User):
             self.channel.close()
         self.lane.close()
 
-    @tag("grpc", "mnist-svm", "infer")
-    @task
-    def infer_mnist_svm(self) -> None:
-        self.infer("mnist-svm")
-
-    @tag("grpc", "mushroom-xgboost", "infer")
-    @task
-    def infer_mushroom_xgboost(self) -> None:
-        self.infer("mushroom-xgboost")
-
     def infer(self, model: str) -> None:
         load, item, due = self.lane.next(model)
         if self.wire is None:
@@ -152,13 +138,13 @@ class GrpcInferUser(User):
         )
 
     @staticmethod
-    def check(load: ModelLoad, item: Item, reply: Reply) -> str | None:
+    def check(load: ModelLoad | AnyModelLoad, item: Any, reply: Reply) -> str | None:
         if reply.status != h2.GRPC_OK:
             status = h2.STATUS_NAMES.get(reply.status, str(reply.status))
             return f"{load.name} {item.label} over gRPC: {status}: {reply.details}"
-        return check_grpc(load, item, reply.body)
+        return load.check_grpc(item, reply.body)
 
-    def infer_stock(self, load: ModelLoad, item: Item, due: float | None) -> None:
+    def infer_stock(self, load: ModelLoad | AnyModelLoad, item: Any, due: float | None) -> None:
         raw = b""
         started = time.perf_counter()
         lag = runtime.since_intended(due, time.monotonic())
@@ -169,18 +155,8 @@ class GrpcInferUser(User):
             problem = f"{load.name} {item.label} over gRPC: {exc.code().name}: {exc.details()}"
         else:
             elapsed = time.perf_counter() - started
-            problem = check_grpc(load, item, raw)
+            problem = load.check_grpc(item, raw)
         runtime.report(self, "gRPC", load.grpc_name, load.grpc_key, elapsed + lag, len(raw), problem)
-
-
-RestInferUser.model_tasks = {
-    "mnist-svm": RestInferUser.infer_mnist_svm,
-    "mushroom-xgboost": RestInferUser.infer_mushroom_xgboost,
-}
-GrpcInferUser.model_tasks = {
-    "mnist-svm": GrpcInferUser.infer_mnist_svm,
-    "mushroom-xgboost": GrpcInferUser.infer_mushroom_xgboost,
-}
 
 
 class LoadShape(LoadTestShape):

@@ -128,3 +128,23 @@ def test_users_never_drop_below_one_and_reach_the_peak() -> None:
     assert users_at("ramp", 0.0, 60.0, 8) == 1
     assert users_at("ramp", 60.0, 60.0, 8) == 8
     assert [users_at("step", t, 40.0, 8, steps=4) for t in (0, 10, 20, 30)] == [2, 4, 6, 8]
+
+
+# ------------------------------------------------------------------ any model repository
+
+SERVED = {"iris-tagged": "2", "wine-proba": None, "cancer-samples": "2024-06"}
+
+
+def test_without_mix_every_served_model_gets_the_same_weight() -> None:
+    plan = plan_from_options(options(mix=""), SERVED, "/elsewhere")
+    assert plan.mix == {name: 1 for name in SERVED}
+    assert (plan.version("iris-tagged"), plan.version("wine-proba")) == ("2", "")
+    assert plan_from_options(options(mix="")).mix == {"mnist-svm": 3, "mushroom-xgboost": 1}  # the seed
+
+
+def test_mix_names_only_served_models() -> None:
+    with pytest.raises(PlanError, match="unknown model 'mnist-svm'; known: iris-tagged, wine-proba"):
+        plan_from_options(options(mix="iris-tagged=1,mnist-svm=1"), SERVED, "/elsewhere")
+    plan = plan_from_options(options(mix="wine-proba=2,iris-tagged=1", path_style="unversioned"),
+                             SERVED, "/elsewhere")
+    assert plan.mix == {"wine-proba": 2, "iris-tagged": 1} and plan.version("iris-tagged") == ""

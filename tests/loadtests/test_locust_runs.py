@@ -10,6 +10,8 @@ run side by side.
 from __future__ import annotations
 
 import csv
+import json
+import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -23,6 +25,7 @@ from loadtests._workload import build_model_load, check_grpc, check_rest
 from oip import h2
 from oip.names import GRPC_MODEL_INFER, LOOPBACK
 from oip.precise import GrpcConnection, HttpConnection
+from reference.paths import MODELS_DIR
 from reference.server import ReferenceServer, free_ports
 
 RUN_TIMEOUT_S = 180
@@ -162,7 +165,23 @@ REFUSALS = {
     # gRPC asked for, but the gRPC host is an HTTP/1.1 (REST-only) server
     "rest-only-grpc-host": (["--grpc-host", "{rest_hostport}"],
                             ["no gRPC endpoint answers", "--transports rest"]),
+    # a --samples request that contradicts mnist-svm's declared signature (its input is FP32)
+    "sample-contradicts": (["--samples", "{bad}/samples"], ["mnist-svm/fp64.json", "declared FP32"]),
+    # a model repository whose model's own samples/ hold something that is not a V2 request
+    "sample-not-v2": (["--models-dir", "{bad}/repo"], ["mnist-svm/samples/not-v2.json", "'inputs'"]),
 }
+
+
+def bad_samples(folder: Path) -> Path:
+    """``folder/samples/mnist-svm/fp64.json`` and a repository ``folder/repo`` with a non-V2 sample."""
+    (folder / "samples" / "mnist-svm").mkdir(parents=True)
+    (folder / "samples" / "mnist-svm" / "fp64.json").write_text(json.dumps({"inputs": [
+        {"name": "predict", "datatype": "FP64", "shape": [1, 64], "data": [0.0] * 64}]}))
+    model = folder / "repo" / "mnist-svm"
+    (model / "samples").mkdir(parents=True)
+    shutil.copy(MODELS_DIR / "mnist-svm" / "model-settings.json", model)
+    (model / "samples" / "not-v2.json").write_text(json.dumps({"inputs": "predict"}))
+    return folder
 
 
 WRONG_AND_CAPPED = "wrong-and-capped"
@@ -187,8 +206,10 @@ def quiet_runs(stand_in: DelayServer, tmp_path_factory: pytest.TempPathFactory) 
     defaults = ["-H", stand_in.rest_url, "--grpc-host", stand_in.grpc_target]
     stand_in.reset()
 
+    bad = bad_samples(tmp_path_factory.mktemp("bad-samples"))
+
     def refused(case: str) -> LocustRun:
-        args = [a.format(dead=dead, rest_hostport=rest_hostport) for a in REFUSALS[case][0]]
+        args = [a.format(dead=dead, rest_hostport=rest_hostport, bad=bad) for a in REFUSALS[case][0]]
         return locust(tmp_path_factory.mktemp(case), "-t", "5s", *defaults, *args)
 
     with ThreadPoolExecutor(max_workers=len(REFUSALS) + 1) as pool:
@@ -205,5 +226,7 @@ def test_bad_input_stops_before_any_load(quiet_runs: dict[str, Any], case: str) 
     assert run.returncode == 2, run.stderr[-3000:]
     for fragment in REFUSALS[case][1]:
         assert fragment in run.stderr
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr[-3000:]  # one line saying what to change
     assert run.report is None  # no run folder: nothing was started
     assert quiet_runs["stand_in_requests"] == 0  # and no inference was sent
