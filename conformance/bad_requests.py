@@ -18,10 +18,10 @@ from hypothesis import strategies as st
 
 from conformance.calls import GrpcBytes, InferCall, Probe, RestBody, json_body
 from conformance.checks import CLIENT_ERROR_CODES, TOO_LARGE_CODES
-from conformance.domains import DOMAINS
-from conformance.strategies import infer_calls
-from conformance.target import ModelUnderTest
-from oip.datatypes import DATATYPES
+from conformance.domains import domain_of
+from conformance.models import ModelUnderTest
+from conformance.strategies import generated_call, infer_calls
+from oip.datatypes import DATATYPES, datatype_of
 from oip.rest import model_path
 
 UNKNOWN_MODEL = "no-such-model"
@@ -57,9 +57,13 @@ def unknown_datatype(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
 @st.composite
 def lowercase_datatype(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
     call = draw(_call(model))
-    name = call.datatype or model.input_datatype
+    name = _first_datatype(call)
     variants = sorted({name.lower(), name.title(), name.capitalize(), name.swapcase()} - {name})
     return call.replace(datatype_label=draw(st.sampled_from(variants)))
+
+
+def _first_datatype(call: InferCall) -> str:
+    return call.datatype or datatype_of(call.inputs[0][1])
 
 
 @st.composite
@@ -74,33 +78,85 @@ def negative_dimension(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
 @st.composite
 def data_length_mismatch(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
     call = draw(_call(model))
-    n, width = call.inputs[0][1].shape
+    n, *rest = call.inputs[0][1].shape
     rows_declared = draw(st.integers(0, 2 * n + 1).filter(lambda r: r != n))
-    return call.replace(shape=(rows_declared, width))
+    return call.replace(shape=(rows_declared, *rest))
+
+
+def fixed_dimensions(model: ModelUnderTest) -> list[tuple[int, int]]:
+    """(input index, dimension index) of every fixed (not -1) dimension the model declares."""
+    return [(i, d) for i, spec in enumerate(model.signature.inputs) for d, size in enumerate(spec.shape)
+            if size != -1]
+
+
+def _resized(array: np.ndarray, shape: list[int]) -> np.ndarray:
+    return np.resize(array.ravel(), int(np.prod(shape))).reshape(shape).astype(array.dtype)
 
 
 @st.composite
 def wrong_feature_count(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
+    """A wrong size on one fixed dimension of one input (the data resized to match)."""
     call = draw(_call(model))
-    batch = call.inputs[0][1]
-    width = draw(st.integers(1, 2 * batch.shape[1]).filter(lambda w: w != batch.shape[1]))
-    domain = DOMAINS[model.name]
-    values = np.resize(batch.ravel(), batch.shape[0] * width).reshape(batch.shape[0], width)
-    values = np.clip(values, domain.low, domain.high)
-    return call.replace(inputs=((call.inputs[0][0], values),))
+    index, dim = draw(st.sampled_from(fixed_dimensions(model)))
+    name, array = call.inputs[index]
+    shape = list(array.shape)
+    shape[dim] = draw(st.integers(1, 2 * shape[dim]).filter(lambda w, size=shape[dim]: w != size))
+    values = _resized(array, shape)
+    domain = domain_of(model)
+    if domain is not None:
+        values = np.clip(values, domain.low, domain.high)
+    inputs = list(call.inputs)
+    inputs[index] = (name, values)
+    return call.replace(inputs=tuple(inputs))
 
 
 @st.composite
 def wrong_input_name(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
+    """One input renamed to a name the model does not declare."""
     call = draw(_call(model))
-    return call.replace(inputs=((draw(names({model.spec.input_name})), call.inputs[0][1]),))
+    index = draw(st.integers(0, len(call.inputs) - 1))
+    inputs = list(call.inputs)
+    inputs[index] = (draw(names(set(model.input_names))), inputs[index][1])
+    return call.replace(inputs=tuple(inputs))
 
 
 @st.composite
 def two_inputs(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
+    """Every declared input plus one the model does not have."""
     call = draw(_call(model))
-    extra = draw(names({model.spec.input_name}))
+    extra = draw(names(set(model.input_names)))
     return call.replace(inputs=(*call.inputs, (extra, call.inputs[0][1])))
+
+
+@st.composite
+def missing_input(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
+    """One declared input left out (models with two inputs or more)."""
+    call = draw(_call(model))
+    index = draw(st.integers(0, len(call.inputs) - 1))
+    return call.replace(inputs=call.inputs[:index] + call.inputs[index + 1:])
+
+
+def other_datatypes(datatype: str) -> list[str]:
+    """The V2 datatypes a value of ``datatype`` can be re-encoded in, other than ``datatype``."""
+    if datatype == "BYTES":
+        return ["INT32", "FP32"]
+    return [d for d in DATATYPES if d not in (datatype, "BYTES")]
+
+
+@st.composite
+def undeclared_datatype(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
+    """One input sent in a valid V2 datatype other than the one the model declares."""
+    call = draw(_call(model))
+    index = draw(st.integers(0, len(call.inputs) - 1))
+    name, array = call.inputs[index]
+    declared = model.signature.inputs[index].datatype if model.signature.inputs else datatype_of(array)
+    datatype = draw(st.sampled_from(other_datatypes(declared)))
+    values = np.ones(array.shape, DATATYPES[datatype].dtype) if declared == "BYTES" else \
+        np.asarray(array).astype(DATATYPES[datatype].dtype)
+    inputs = [(n, a if call.datatype is None else a.astype(DATATYPES[call.datatype].dtype))
+              for n, a in call.inputs]
+    inputs[index] = (name, values)
+    return call.replace(inputs=tuple(inputs), datatype=None)
 
 
 @st.composite
@@ -133,12 +189,16 @@ def malformed_protobuf(draw: st.DrawFn, model: ModelUnderTest) -> GrpcBytes:
 @st.composite
 def nonfinite_literals(draw: st.DrawFn, model: ModelUnderTest) -> InferCall:
     call = draw(_call(model, datatype="FP32"))
-    batch = call.inputs[0][1].astype(np.float32)
+    numeric = [i for i, (_, a) in enumerate(call.inputs) if a.dtype.kind != "O"] or [0]
+    which = numeric[0]
+    batch = np.asarray(call.inputs[which][1]).astype(np.float32)
     flat = batch.ravel()
     literals = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}
     for index in draw(st.sets(st.integers(0, flat.size - 1), min_size=1, max_size=3)):
         flat[index] = literals[draw(st.sampled_from(NONFINITE_LITERALS))]
-    return call.replace(inputs=((call.inputs[0][0], flat.reshape(batch.shape)),))
+    inputs = list(call.inputs)
+    inputs[which] = (inputs[which][0], flat.reshape(batch.shape))
+    return call.replace(inputs=tuple(inputs), datatype=call.datatype if len(inputs) == 1 else None)
 
 
 def oversized_payload(model: ModelUnderTest) -> st.SearchStrategy[InferCall]:
@@ -146,9 +206,11 @@ def oversized_payload(model: ModelUnderTest) -> st.SearchStrategy[InferCall]:
 
     Fixed, so hypothesis sends it once: drawing many 24 MiB bodies would only cost time.
     """
-    row = np.ones((1, model.spec.n_features), dtype=np.float32)
-    return st.just(InferCall(model.name, model.version, ((model.spec.input_name, row),),
-                             datatype=model.input_datatype, padding=OVERSIZE_BYTES))
+    if domain_of(model) is not None:
+        row = np.ones((1, model.spec.n_features), dtype=np.float32)
+        return st.just(InferCall(model.name, model.version, ((model.input_names[0], row),),
+                                 datatype=model.input_datatype, padding=OVERSIZE_BYTES))
+    return st.just(generated_call(model, padding=OVERSIZE_BYTES))
 
 
 @st.composite
@@ -160,9 +222,10 @@ def wrong_content_type(draw: st.DrawFn, model: ModelUnderTest) -> RestBody:
 
 def deep_json(model: ModelUnderTest) -> st.SearchStrategy[RestBody]:
     """One fixed body whose ``data`` is nested far past any parser's limit."""
-    width = model.spec.n_features
-    head = (f'{{"inputs":[{{"name":"{model.spec.input_name}","shape":[1,{width}],'
-            f'"datatype":"{model.input_datatype}","data":')
+    first = model.signature.inputs[0]
+    shape = json.dumps(first.concrete_shape(1), separators=(",", ":"))
+    head = (f'{{"inputs":[{{"name":"{first.name}","shape":{shape},'
+            f'"datatype":"{first.datatype}","data":')
     depth = DEEP_JSON_LEVELS
     body = head + "[" * depth + "1" + "]" * depth + "}]}"
     script = f"import sys; d={depth}; sys.stdout.write({head!r} + '['*d + '1' + ']'*d + '}}]}}')"
@@ -204,6 +267,8 @@ BUILDERS: dict[str, BadRequests] = {
     "error_wrong_feature_count": BadRequests(wrong_feature_count, wrong_feature_count),
     "error_wrong_input_name": BadRequests(wrong_input_name, wrong_input_name),
     "error_two_inputs": BadRequests(two_inputs, two_inputs),
+    "error_missing_input": BadRequests(missing_input, missing_input),
+    "error_undeclared_datatype": BadRequests(undeclared_datatype, undeclared_datatype),
     "error_unknown_output": BadRequests(unknown_output, unknown_output),
     "error_nonfinite_literals": BadRequests(nonfinite_literals, None),
     "error_oversized_payload": BadRequests(oversized_payload, oversized_payload, TOO_LARGE_CODES),
@@ -214,6 +279,17 @@ BUILDERS: dict[str, BadRequests] = {
 
 def any_bad_request(model: ModelUnderTest, transport: str) -> st.SearchStrategy[Probe]:
     """Any of the bad requests that apply to ``transport`` (for the liveness rule)."""
-    builders = [b.for_transport(transport) for b in BUILDERS.values()]
+    builders = [b.for_transport(transport) for rule, b in BUILDERS.items() if not not_applicable(rule, model)]
     return st.one_of([build(model) for build in builders if build is not None])
+
+
+def not_applicable(rule: str, model: ModelUnderTest) -> str | None:
+    """Why ``rule`` cannot be checked on ``model`` (None when it can)."""
+    if not model.signature.inputs:
+        return model.missing
+    if rule == "error_missing_input" and len(model.signature.inputs) < 2:
+        return f"{model.name} has one input: leaving it out is not a missing input of a multi-input model"
+    if rule == "error_wrong_feature_count" and not fixed_dimensions(model):
+        return f"{model.name} declares no fixed dimension: no size can be wrong"
+    return None
 

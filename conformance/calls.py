@@ -21,7 +21,8 @@ import numpy as np
 
 from oip import GrpcClient, RestClient, TargetUnreachable, build_infer_request, describe_request
 from oip.codec import build_json_infer_request
-from oip.datatypes import DATATYPES
+from oip.datatypes import DATATYPES, datatype_of
+from oip.errors import CodecError
 from oip.names import GRPC_SERVICE
 from oip.rest import model_path
 
@@ -138,6 +139,15 @@ def _converted(array: np.ndarray, datatype: str | None) -> np.ndarray:
     return np.asarray(array).astype(info.dtype)
 
 
+def _datatype_of(array: np.ndarray, datatype: str | None) -> str:
+    if datatype in DATATYPES:
+        return datatype
+    try:
+        return datatype_of(array)
+    except CodecError:
+        return "FP32"  # not encodable anyway: the codec says why when the request is built
+
+
 def _datatypes(call: InferCall) -> dict[str, str] | None:
     return {name: call.datatype for name, _ in call.inputs} if call.datatype else None
 
@@ -239,8 +249,8 @@ class RestTransport:
 
 def grpc_request(call: InferCall) -> Any:
     """The ``ModelInferRequest`` of ``call`` (FP16 always goes raw: it has no typed field)."""
-    info = DATATYPES.get(call.datatype or "")
-    raw = call.raw or (info is not None and info.grpc_field is None)
+    raw = call.raw or not all(DATATYPES[_datatype_of(array, call.datatype)].grpc_field
+                              for _, array in call.inputs)
     request = build_infer_request(
         call.model, _inputs(call), model_version=call.version or "", id=call.id or "",
         outputs=call.outputs, raw=raw, datatypes=_datatypes(call),

@@ -2,6 +2,8 @@
 
 Options: ``--target-url`` (REST base URL; absent = start the reference deployment),
 ``--grpc-target`` (host:port), ``--models`` (comma-separated; default: discovered),
+``--models-dir`` (the model repository: served by the reference deployment, or, with
+``--target-url``, read for signatures and runtime oracles), ``--samples`` (DIR/<model>/*.json),
 ``--report-root`` (default ``reports/``), and hypothesis' ``--hypothesis-profile``
 (``dev`` by default, ``ci`` under tox, ``thorough`` nightly).
 """
@@ -23,8 +25,8 @@ from conformance.explore import DEVIATION_KEY, CheckOnce, Explore, explore, once
 from conformance.report import META_KEY, ReportPlugin
 from conformance.results import describe
 from conformance.rules import RULES, rule_of_test
-from conformance.target import TARGET_KEY, Target, TargetError, resolve
-from reference.paths import REPORTS_DIR
+from conformance.target import TARGET_KEY, Options, Target, TargetError, resolve
+from reference.paths import MODELS_DIR, REPORTS_DIR
 from reporting import new_run
 
 SUITE_DIR = Path(__file__).resolve().parent
@@ -40,6 +42,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="gRPC host:port of the server (default: the reference's; none for a --target-url)")
     group.addoption("--models", default=None,
                     help="comma-separated models to check (default: discovered from the server)")
+    group.addoption("--models-dir", default=None, type=Path,
+                    help="model repository (<model>/model-settings.json): what the reference deployment "
+                         "serves (default: models/); with --target-url, the served models' settings and "
+                         "runtimes, run in-process as the oracle")
+    group.addoption("--samples", default=None, type=Path,
+                    help="folder of sample requests, <DIR>/<model>/*.json (V2 request bodies)")
     group.addoption("--report-root", default=str(REPORTS_DIR), type=Path,
                     help="folder holding conformance/<run-id>/ report folders (default: reports/)")
 
@@ -60,9 +68,15 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config
     models = config.getoption("--models")
+    models_dir = config.getoption("--models-dir")
+    options = Options(
+        target_url=config.getoption("--target-url"), grpc_target=config.getoption("--grpc-target"),
+        models=[m.strip() for m in models.split(",") if m.strip()] if models else None,
+        models_dir=(models_dir or MODELS_DIR).resolve(), models_dir_given=models_dir is not None,
+        samples_dir=config.getoption("--samples"),
+    )
     try:
-        target = resolve(config.getoption("--target-url"), config.getoption("--grpc-target"),
-                         [m.strip() for m in models.split(",") if m.strip()] if models else None)
+        target = resolve(options)
     except TargetError as exc:
         plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
         if plugin is not None:
@@ -83,7 +97,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         marker = metafunc.definition.get_closest_marker("transports")
         metafunc.parametrize("transport", marker.args if marker else TRANSPORTS, indirect=True)
     if "datatype" in metafunc.fixturenames:
-        pairs = [(m, dt) for m in target.models for dt in datatypes_for(m.name)]
+        pairs = [(m, dt) for m in target.models for dt in datatypes_for(m)]
         metafunc.parametrize(("model", "datatype"), pairs, ids=[f"{m.name}-{dt}" for m, dt in pairs])
     elif "model" in metafunc.fixturenames:
         metafunc.parametrize("model", target.models, ids=[m.name for m in target.models])
@@ -92,6 +106,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     target = config.stash[TARGET_KEY]
     server = (target.identity.name, target.identity.version)
+    by_name = {m.name: m for m in target.models}
     for item in items:
         if not item.path.is_relative_to(SUITE_DIR):
             continue  # another folder's test in the same session
@@ -100,7 +115,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: no rule {rule!r} in conformance/rules.py")
         meta = describe(item, rule)
         item.stash[META_KEY] = meta
-        deviation = deviations.find(server, rule, meta.params)
+        deviation = deviations.find(server, rule, meta.params, by_name.get(meta.model))
         item.stash[DEVIATION_KEY] = deviation
         if deviation is not None:
             item.add_marker(pytest.mark.xfail(
@@ -140,6 +155,11 @@ def transport(request: pytest.FixtureRequest) -> Transport:
 @pytest.fixture
 def explore_examples(request: pytest.FixtureRequest) -> Explore:
     """``explore_examples(strategy, check, examples=())``: check drawn examples (conformance.explore)."""
+    params = getattr(request.node, "callspec", None)
+    params = params.params if params else {}
+    model = params.get("model")
+    if model is not None and not model.signature.inputs and params.get("endpoint", "infer") == "infer":
+        pytest.skip(model.missing)
     return functools.partial(explore, request.node)
 
 

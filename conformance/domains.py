@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
@@ -42,9 +43,20 @@ DOMAINS: dict[str, Domain] = {
 }
 
 
-def datatypes_for(model: str) -> list[str]:
-    """Every V2 datatype that carries ``model``'s domain exactly, in the protocol's order."""
-    domain = DOMAINS[model]
+DECLARED = "declared"  # the datatype variant of a model without a known domain: what it declares
+
+
+def domain_of(model: Any) -> Domain | None:
+    """The real input domain of a seed model (a ``ModelUnderTest``), None for any other model."""
+    return DOMAINS.get(model.name) if getattr(model, "spec", None) is not None else None
+
+
+def datatypes_for(model: Any) -> list[str]:
+    """Every V2 datatype that carries a seed model's domain exactly, in the protocol's order;
+    ``["declared"]`` for any other model (its declared datatypes only)."""
+    domain = domain_of(model)
+    if domain is None:
+        return [DECLARED]
     return [name for name in DATATYPES if domain.carried_by(name)]
 
 

@@ -24,14 +24,15 @@ class Header:
 
 
 def render(header: Header, outcomes: Sequence[Outcome], models: Sequence[str],
-           deviations_apply: bool, substitutions: dict[str, str], stopped: str | None) -> str:
+           deviations_apply: bool, substitutions: dict[str, str], stopped: str | None,
+           unused: Sequence[Deviation] = ()) -> str:
     parts = [f"# {header.title}", "", *[f"- **{k}**: {v}" for k, v in header.lines], ""]
     if stopped:
         parts += [f"> **The run stopped early:** {stopped}", ""]
     parts += _totals(outcomes)
     parts += _server_matrix(outcomes)
     parts += _model_matrix(outcomes, models)
-    parts += _deviations(outcomes, deviations_apply, substitutions)
+    parts += _deviations(outcomes, deviations_apply, substitutions, unused)
     parts += _listing("Failures", [o for o in outcomes if o.status == FAIL])
     parts += _skips([o for o in outcomes if o.status == SKIP])
     return "\n".join(parts).rstrip() + "\n"
@@ -85,24 +86,31 @@ def _model_matrix(outcomes: Sequence[Outcome], models: Sequence[str]) -> list[st
             "datatypes); the failures and skips below name them.", ""]
 
 
-def _deviation_status(deviation: Deviation, outcomes: Sequence[Outcome]) -> str:
+def _deviation_status(deviation: Deviation, outcomes: Sequence[Outcome], unused: Sequence[Deviation]) -> str:
     mine = [o for o in outcomes if o.deviation == deviation.label]
+    if deviation in unused:
+        return "unused (no model of this run is in its scope)"
     if not mine:
         return "not run"
     return _cell(mine).replace(CELL[DEVIATION], "confirmed").replace(CELL[FAIL], "**CHANGED / FIXED**")
 
 
-def _deviations(outcomes: Sequence[Outcome], apply: bool, substitutions: dict[str, str]) -> list[str]:
+def _deviations(outcomes: Sequence[Outcome], apply: bool, substitutions: dict[str, str],
+                unused: Sequence[Deviation]) -> list[str]:
     rows = ["## Known deviations (conformance/deviations.py)", ""]
     if not apply:
         return [*rows, "The target is not a server listed in the deviation table: every rule is judged "
                 "as written, and no failure is expected.", ""]
     body = [[f"`{d.rule}`" + "".join(f" ({k}={v})" for k, v in d.where.items()),
-             TRANSPORT_TITLES[d.transport], d.spec, d.server_does, _deviation_status(d, outcomes)]
+             TRANSPORT_TITLES[d.transport], d.scope, d.spec, d.server_does,
+             _deviation_status(d, outcomes, unused)]
             for d in DEVIATIONS]
-    rows += markdown_table(["rule", "transport", "the spec says", "the server does", "this run"], body)
+    columns = ["rule", "transport", "scope", "the spec says", "the server does", "this run"]
+    rows += markdown_table(columns, body)
     rows += ["", "Reproducing requests:", ""]
     for d in DEVIATIONS:
+        if d in unused:
+            continue
         command = d.reproduce
         for key, value in substitutions.items():
             command = command.replace(key, value)

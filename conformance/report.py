@@ -19,7 +19,7 @@ from conformance import deviations
 from conformance.explore import DEVIATION_KEY, EXAMPLES_KEY
 from conformance.markdown import Header, render
 from conformance.results import Outcome, TestMeta, classify, worse
-from conformance.target import TARGET_KEY, Target
+from conformance.target import TARGET_KEY, Target, oracle_status
 from reporting import Run
 
 META_KEY = pytest.StashKey[TestMeta]()
@@ -101,7 +101,9 @@ class ReportPlugin:
         models = [m.name for m in target.models] if target else []
         applies = bool(target) and deviations.applies_to((target.identity.name, target.identity.version))
         substitutions = {"$URL": target.rest_url, "$GRPC": target.grpc_target or "$GRPC"} if target else {}
-        text = render(self._header(target, outcomes), outcomes, models, applies, substitutions, self.stopped)
+        unused = deviations.unused(target.models) if target else []
+        text = render(self._header(target, outcomes), outcomes, models, applies, substitutions, self.stopped,
+                      unused)
         self.run.write_text("report.md", text)
         self.run.write_json("results.json", {
             "run_id": self.run.run_id,
@@ -113,6 +115,8 @@ class ReportPlugin:
             "stopped": self.stopped,
             "exit_status": self.exit_status,
             "hypothesis_profile": settings.get_current_profile_name(),
+            "models": [] if target is None else [_model_entry(target, m) for m in target.models],
+            "unused_deviations": [d.label for d in unused],
             "outcomes": [o.as_dict() for o in outcomes],
         })
 
@@ -129,8 +133,9 @@ class ReportPlugin:
                 ("REST", target.rest_url + (" (reference deployment started by the suite)"
                                             if target.started_reference else "")),
                 ("gRPC", target.grpc_target or f"not checked: {target.grpc_skip_reason}"),
-                ("Models", ", ".join(f"{m.name} {m.version}" for m in target.models)
+                ("Models", ", ".join(f"{m.name} {m.version or '(unversioned)'}" for m in target.models)
                  + f" (from {target.models_from})"),
+                *[(f"Model `{m.name}`", _model_line(target, m)) for m in target.models],
                 ("Known deviations",
                  "applied (the target identifies as a server in conformance/deviations.py)"
                  if deviations.applies_to((ident.name, ident.version))
@@ -147,3 +152,24 @@ class ReportPlugin:
             ("Files", "report.md, results.json, junit.xml (pytest's JUnit XML)"),
         ]
         return Header("Open Inference Protocol conformance report", lines)
+
+
+_UNKNOWN_RUNTIME = "unknown (deviations scoped to runtimes are not applied: give --models-dir)"
+
+
+def _model_line(target: Target, model: Any) -> str:
+    """Where the model's signature comes from, its samples, its runtime and its oracle."""
+    if model.missing:
+        return f"**inputs unknown, infer rules skipped**: {model.missing}"
+    inputs = ", ".join(f"{s.name} {s.datatype} {list(s.shape)}" for s in model.signature.inputs)
+    outputs = ", ".join(model.output_names) or "not declared"
+    return (f"inputs {inputs} (from {model.signature_from}); outputs {outputs}; "
+            f"{len(model.samples)} sample(s); "
+            f"runtime {model.implementation or _UNKNOWN_RUNTIME}; oracle: {oracle_status(target, model)}")
+
+
+def _model_entry(target: Target, model: Any) -> dict[str, Any]:
+    return {"name": model.name, "version": model.version, "signature": model.signature.to_dict(),
+            "signature_from": model.signature_from, "samples": [str(s.path) for s in model.samples],
+            "implementation": model.implementation, "missing": model.missing,
+            "oracle": oracle_status(target, model)}

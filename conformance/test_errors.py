@@ -11,11 +11,11 @@ from collections.abc import Callable
 
 import pytest
 
-from conformance.bad_requests import BUILDERS, UNKNOWN_MODEL, UNKNOWN_VERSION, any_bad_request
+from conformance.bad_requests import BUILDERS, UNKNOWN_MODEL, UNKNOWN_VERSION, any_bad_request, not_applicable
 from conformance.calls import Probe, Reply, Transport
 from conformance.checks import expect_client_error, expect_live, sent
 from conformance.explore import CheckOnce, Explore
-from conformance.target import ModelUnderTest
+from conformance.models import ModelUnderTest
 
 ENDPOINTS = ("infer", "metadata", "ready")
 
@@ -31,6 +31,9 @@ def _rule_check(transport: Transport, grpc_codes: frozenset[str]) -> Callable[[P
 
 def _explore_rule(rule: str, transport: Transport, model: ModelUnderTest, explore_examples: Explore) -> None:
     requests = BUILDERS[rule]
+    why_not = not_applicable(rule, model)
+    if why_not:
+        pytest.skip(why_not)
     build = requests.for_transport(transport.name)
     assert build is not None, f"{rule} has no {transport.name} builder"
     explore_examples(build(model), _rule_check(transport, requests.grpc_codes))
@@ -118,6 +121,15 @@ def test_error_two_inputs(transport: Transport, model: ModelUnderTest, explore_e
     _explore_rule("error_two_inputs", transport, model, explore_examples)
 
 
+def test_error_missing_input(transport: Transport, model: ModelUnderTest, explore_examples: Explore) -> None:
+    _explore_rule("error_missing_input", transport, model, explore_examples)
+
+
+def test_error_undeclared_datatype(transport: Transport, model: ModelUnderTest,
+                                   explore_examples: Explore) -> None:
+    _explore_rule("error_undeclared_datatype", transport, model, explore_examples)
+
+
 def test_error_unknown_output(transport: Transport, model: ModelUnderTest, explore_examples: Explore) -> None:
     _explore_rule("error_unknown_output", transport, model, explore_examples)
 
@@ -146,6 +158,9 @@ def test_error_deep_json(transport: Transport, model: ModelUnderTest, explore_ex
 
 def test_server_live_after_bad_requests(transport: Transport, model: ModelUnderTest,
                                         explore_examples) -> None:
+    if not model.signature.inputs:
+        pytest.skip(model.missing)
+
     def check(probe: Probe) -> None:
         expect_live(transport, after=sent(transport, probe))
 

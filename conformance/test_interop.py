@@ -15,9 +15,14 @@ from hypothesis import note
 
 from conformance.calls import InferCall, Transport
 from conformance.checks import RuleViolation, prediction_rows, sent
-from conformance.strategies import infer_calls
-from conformance.target import ModelUnderTest, Target
+from conformance.models import ModelUnderTest
+from conformance.strategies import explicit_calls, infer_calls
+from conformance.target import Target
 from conformance.triton_worker import TritonWorker
+
+# What the worker sends as plain numbers (BYTES and FP16 are left to the suite's own rules).
+INTEROP_DATATYPES = frozenset({"BOOL", "UINT8", "UINT16", "UINT32", "UINT64",
+                               "INT8", "INT16", "INT32", "INT64", "FP32", "FP64"})
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +35,20 @@ def triton() -> Iterator[TritonWorker]:
 def test_interop_tritonclient(transport: Transport, target: Target, model: ModelUnderTest,
                               triton: TritonWorker, explore_examples) -> None:
     url = target.rest_url if transport.name == "rest" else target.grpc_target
+    inputs = model.signature.inputs
+    if len(inputs) != 1 or inputs[0].datatype not in INTEROP_DATATYPES or model.main_output is None:
+        pytest.skip(f"the tritonclient check sends one numeric input and reads one declared output; "
+                    f"{model.name} has inputs {[s.to_dict() for s in inputs]}, "
+                    f"outputs {list(model.output_names)}")
+    datatype = "FP32" if model.spec is not None else inputs[0].datatype
 
     def check(call: InferCall) -> None:
         rows = call.inputs[0][1]
         ours_reply = sent(transport, call)
-        ours = prediction_rows(ours_reply, model.spec.output_name)
+        ours = prediction_rows(ours_reply, model.main_output)
         note(f"tritonclient ({transport.name}) {model.name} {model.version} rows:\n{rows.tolist()}")
-        answer = triton.infer(transport.name, url, model.name, model.version, model.spec.input_name,
-                              model.spec.output_name, rows)
+        answer = triton.infer(transport.name, url, model.name, model.version or "", inputs[0].name,
+                              model.main_output, rows, datatype)
         if "error" in answer:
             raise RuleViolation(f"tritonclient failed where the suite's client got {ours.tolist()}: "
                                 f"{answer['error']}\nthe suite's request:\n{ours_reply.repro}",
@@ -48,4 +59,6 @@ def test_interop_tritonclient(transport: Transport, target: Target, model: Model
                                 f"{ours.tolist()}\nthe suite's request:\n{ours_reply.repro}",
                                 "tritonclient differs")
 
-    explore_examples(infer_calls(model, datatype="FP32", with_id=False, outputs=None), check)
+    chosen = "FP32" if model.spec is not None else None
+    examples = explicit_calls(model, id=None, outputs=None)
+    explore_examples(infer_calls(model, datatype=chosen, with_id=False, outputs=None), check, examples)

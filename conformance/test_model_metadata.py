@@ -5,10 +5,12 @@ from __future__ import annotations
 import pytest
 
 from conformance.calls import Reply, Transport
-from conformance.checks import expect_ok, expect_true
+from conformance.checks import expect_ok, expect_true, violation
 from conformance.explore import CheckOnce
-from conformance.target import ModelUnderTest
+from conformance.models import ModelUnderTest
 from oip.datatypes import DATATYPES
+from oip.errors import OipError
+from oip.signature import Signature
 
 PATHS = ("versioned", "unversioned")
 
@@ -70,6 +72,8 @@ def test_model_metadata_lists_served_version(transport: Transport, model: ModelU
                     f"`versions` is given but lacks {model.version!r}, which the versioned path serves",
                     f"versions={versions}")
 
+    if model.version is None:
+        pytest.skip(f"{model.name} is unversioned: no version to list")
     ready = transport.model_ready(model.name, model.version)
     if not ready.ok:
         pytest.skip(f"{model.name} does not answer on /versions/{model.version}: nothing to list")
@@ -86,6 +90,31 @@ def test_model_metadata_properties_are_text(transport: Transport, model: ModelUn
         expect_ok(reply, "model metadata")
         expect_true(not reply.problems, reply, "field 6 must be map<string, string> properties (OIP proto)",
                     "; ".join(reply.problems))
+
+    check_once(check)
+
+
+def test_model_metadata_matches_settings(transport: Transport, model: ModelUnderTest,
+                                         check_once: CheckOnce) -> None:
+    if model.declared is None:
+        pytest.skip(f"no model-settings.json for {model.name}: give --models-dir to compare its metadata")
+    declared = model.declared
+
+    def check() -> None:
+        reply = transport.model_metadata(model.name, model.version)
+        expect_ok(reply, "model metadata")
+        try:
+            served = (Signature.from_grpc_metadata(reply.message) if transport.name == "grpc"
+                      else Signature.from_metadata(_metadata(reply)))
+        except OipError as exc:
+            raise violation(reply, f"the metadata's tensors do not read as a signature: {exc}",
+                            "unreadable tensors") from None
+        for what in ("inputs", "outputs"):
+            mine, theirs = getattr(declared, what), getattr(served, what)
+            expect_true(not mine or mine == theirs, reply,
+                        f"`{what}` should be those of {model.folder}/model-settings.json: "
+                        f"{[s.to_dict() for s in mine]}, got {[s.to_dict() for s in theirs]}",
+                        f"other {what}")
 
     check_once(check)
 

@@ -18,6 +18,9 @@ from urllib.parse import urlsplit
 import numpy as np
 
 TIMEOUT_S = 60.0
+DTYPES = {"BOOL": np.bool_, "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+          "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64, "FP32": np.float32,
+          "FP64": np.float64}
 
 
 def _http(request: dict[str, Any], rows: np.ndarray) -> np.ndarray:
@@ -27,7 +30,7 @@ def _http(request: dict[str, Any], rows: np.ndarray) -> np.ndarray:
     client = triton_http.InferenceServerClient(parts.netloc, ssl=parts.scheme == "https",
                                                connection_timeout=TIMEOUT_S, network_timeout=TIMEOUT_S)
     try:
-        tensor = triton_http.InferInput(request["input"], list(rows.shape), "FP32")
+        tensor = triton_http.InferInput(request["input"], list(rows.shape), request.get("datatype", "FP32"))
         tensor.set_data_from_numpy(rows, binary_data=False)
         wanted = triton_http.InferRequestedOutput(request["output"], binary_data=False)
         result = client.infer(request["model"], [tensor], model_version=request["version"], outputs=[wanted])
@@ -41,7 +44,7 @@ def _grpc(request: dict[str, Any], rows: np.ndarray) -> np.ndarray:
 
     client = triton_grpc.InferenceServerClient(request["url"])
     try:
-        tensor = triton_grpc.InferInput(request["input"], list(rows.shape), "FP32")
+        tensor = triton_grpc.InferInput(request["input"], list(rows.shape), request.get("datatype", "FP32"))
         tensor.set_data_from_numpy(rows)
         wanted = triton_grpc.InferRequestedOutput(request["output"])
         result = client.infer(request["model"], [tensor], model_version=request["version"], outputs=[wanted],
@@ -52,7 +55,7 @@ def _grpc(request: dict[str, Any], rows: np.ndarray) -> np.ndarray:
 
 
 def answer(request: dict[str, Any]) -> dict[str, Any]:
-    rows = np.asarray(request["rows"], dtype=np.float32)
+    rows = np.asarray(request["rows"], dtype=DTYPES[request.get("datatype", "FP32")])
     call = _http if request["transport"] == "rest" else _grpc
     try:
         predictions = call(request, rows)
@@ -80,10 +83,10 @@ class TritonWorker:
         )
 
     def infer(self, transport: str, url: str, model: str, version: str, input_name: str,
-              output_name: str, rows: np.ndarray) -> dict[str, Any]:
+              output_name: str, rows: np.ndarray, datatype: str = "FP32") -> dict[str, Any]:
         assert self._process.stdin is not None and self._process.stdout is not None
         request = {"transport": transport, "url": url, "model": model, "version": version,
-                   "input": input_name, "output": output_name, "rows": rows.tolist()}
+                   "input": input_name, "output": output_name, "rows": rows.tolist(), "datatype": datatype}
         self._process.stdin.write(json.dumps(request) + "\n")
         line = self._process.stdout.readline()
         if not line:

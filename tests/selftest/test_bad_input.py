@@ -35,7 +35,7 @@ def test_target_that_is_not_a_v2_server(reference, run_suite) -> None:
 
 def test_model_the_suite_cannot_call(reference, run_suite) -> None:
     run = run_suite("--target-url", reference.endpoints.rest_url, "--models", "mnist-svm,no-such-model")
-    _assert_one_clear_message(run, "--models no-such-model: the suite can only build inputs for")
+    _assert_one_clear_message(run, "does not serve no-such-model (GET /v2/models/no-such-model/ready")
 
 
 def test_unreachable_grpc_target(reference, run_suite) -> None:
