@@ -1,8 +1,12 @@
 """The load generator's CPU per request, this working tree against an earlier revision.
 
-Both sides load the same reference deployment (started once, on free loopback
-ports) with the same closed-loop mixed scenario: both models over REST and
-gRPC, ``-u USERS``, one Locust process. Each side runs twice per round, a
+Both sides load the same server (started once, on free loopback ports) with the
+same closed-loop mixed scenario: both models over REST and gRPC, ``-u USERS``,
+one Locust process, every answer checked. The server is the delay stand-in
+answering at once (``fakes/delay/``), so the generator is the bottleneck: against
+MLServer (``--server reference``) the generator idles between answers and its
+CPU per request swings with the server's pacing (how many answers one wake-up
+reads), by +-25% from run to run on this machine. Each side runs twice per round, a
 short run and a long run of a fixed request count (``--max-requests``), and its
 CPU per request is
 
@@ -18,7 +22,7 @@ inconclusive otherwise. (Per-round ratios are not used: on a shared 2-core VM th
 noise of one side's run is not shared by the other side's run of the same round.)
 
     python bench/generator_cpu.py --base 75407d9 [--after REV] [--rounds 5] [--short 2000] \
-        [--long 20000] [--users 4]
+        [--long 60000] [--users 4] [--server stand-in|reference]
 
 The earlier revision runs from a temporary ``git worktree`` of this repository
 with this environment's packages and this tree's trained model artifacts (run
@@ -37,11 +41,13 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from fakes.delay_server import DelayServer
 from loadtests._launch import run_locust
 from reference.paths import REPO_ROOT
 from reference.server import ReferenceServer
@@ -74,11 +80,16 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def one_run(root: Path, server: ReferenceServer, users: int, requests: int) -> tuple[float, int, str]:
+@dataclass(frozen=True)
+class Target:
+    rest_url: str
+    grpc_target: str
+
+
+def one_run(root: Path, server: Target, users: int, requests: int) -> tuple[float, int, str]:
     """CPU seconds, requests counted by the run's own report, and the revision it reports."""
-    e = server.endpoints
-    args = ["-u", str(users), "-r", str(users), "-t", f"{RUN_LIMIT_S}s", "-H", e.rest_url,
-            "--grpc-host", e.grpc_target, "--max-requests", str(requests), "--seed", "1"]
+    args = ["-u", str(users), "-r", str(users), "-t", f"{RUN_LIMIT_S}s", "-H", server.rest_url,
+            "--grpc-host", server.grpc_target, "--max-requests", str(requests), "--seed", "1"]
     before = children_cpu()
     with tempfile.TemporaryDirectory() as reports:
         run = run_locust(args, reports_root=Path(reports), timeout=RUN_LIMIT_S + 60, root=root)
@@ -89,7 +100,7 @@ def one_run(root: Path, server: ReferenceServer, users: int, requests: int) -> t
     return cpu, int(total["requests"]), str(run.report.get("revision", "?"))
 
 
-def per_request_us(root: Path, server: ReferenceServer, users: int, short: int,
+def per_request_us(root: Path, server: Target, users: int, short: int,
                    long: int) -> tuple[float, str]:
     cpu_short, n_short, _ = one_run(root, server, users, short)
     cpu_long, n_long, revision = one_run(root, server, users, long)
@@ -103,8 +114,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="the later revision (default: this working tree as it is)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--short", type=int, default=2000, help="requests in the short run")
-    parser.add_argument("--long", type=int, default=20000, help="requests in the long run")
+    parser.add_argument("--long", type=int, default=60000, help="requests in the long run")
     parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--server", choices=("stand-in", "reference"), default="stand-in",
+                        help="stand-in (default): the delay stand-in answering at once, so the generator "
+                             "is the bottleneck and its CPU per request does not depend on the server's "
+                             "pacing; reference: the MLServer deployment")
     args = parser.parse_args(argv)
     if not 0 < args.short < args.long:
         parser.error("--short must be positive and below --long")
@@ -114,7 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     with contextlib.ExitStack() as stack:
         base = stack.enter_context(worktree(args.base))
         after = stack.enter_context(worktree(args.after)) if args.after else REPO_ROOT
-        server = stack.enter_context(ReferenceServer(ports="free"))
+        if args.server == "reference":
+            endpoints = stack.enter_context(ReferenceServer(ports="free")).endpoints
+            server = Target(endpoints.rest_url, endpoints.grpc_target)
+        else:
+            stand_in = stack.enter_context(DelayServer(delay_ms=0, max_seconds=3600))
+            server = Target(stand_in.rest_url, stand_in.grpc_target)
         roots = {"before": base, "after": after}
         for root in roots.values():  # not counted: the first run of a tree compiles its bytecode
             one_run(root, server, args.users, args.short)
