@@ -84,17 +84,8 @@ class AnyModelLoad:
     def check_rest(self, item: AnyItem, status: int, body: bytes) -> str | None:
         """Why a REST answer is wrong, or None when it is right."""
         where = f"{self.name} {item.label} over REST"
-        if status != 200:
-            return f"{where}: HTTP {status} (expected 200): {_snippet(body or b'')}"
-        try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError:
-            return f"{where}: the body is not JSON: {_snippet(body)}"
-        if not isinstance(doc, dict):
-            return f"{where}: the body is a JSON {type(doc).__name__}, not a V2 response object"
-        if doc.get("model_name") != self.name:
-            return f"{where}: model_name is {doc.get('model_name')!r}, expected {self.name!r}"
-        return self._problems(item, doc, where)
+        doc, problem = rest_envelope(self.name, where, status, body)
+        return problem if doc is None else self._problems(item, doc, where)
 
     def check_grpc(self, item: AnyItem, raw: bytes) -> str | None:
         """Why a gRPC answer (serialised ``ModelInferResponse``) is wrong, or None when it is right."""
@@ -127,9 +118,26 @@ class AnyModelLoad:
         return None
 
 
-def _snippet(body: bytes) -> str:
+def snippet(body: bytes) -> str:
+    """The start of a body, for a failure message."""
     text = body[:SNIPPET].decode("utf-8", errors="replace")
     return text + ("..." if len(body) > SNIPPET else "")
+
+
+def rest_envelope(model: str, where: str, status: int,
+                  body: bytes) -> tuple[dict[str, Any] | None, str | None]:
+    """A REST answer's V2 response object, or why it is not one (status, JSON, object, model_name)."""
+    if status != 200:
+        return None, f"{where}: HTTP {status} (expected 200): {snippet(body or b'')}"
+    try:
+        doc = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, f"{where}: the body is not JSON: {snippet(body)}"
+    if not isinstance(doc, dict):
+        return None, f"{where}: the body is a JSON {type(doc).__name__}, not a V2 response object"
+    if doc.get("model_name") != model:
+        return None, f"{where}: model_name is {doc.get('model_name')!r}, expected {model!r}"
+    return doc, None
 
 
 # ------------------------------------------------------------------ what to send

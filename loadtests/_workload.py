@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 from google.protobuf.message import DecodeError
 
 from oip._pb import pb
@@ -36,13 +35,12 @@ from reference import datasets, oracle
 from reference.catalog import MODELS, ModelSpec
 from reporting.latency import SeriesKey
 
-from ._expected import AnyModelLoad
+from ._expected import AnyModelLoad, rest_envelope, snippet
 from ._plan import Plan, PlanError
 
 REST_HEADERS = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 GRPC_METHOD = GRPC_MODEL_INFER  # kept for the callers that import it from here
 ENDPOINT = "infer"
-SNIPPET = 160
 
 
 @dataclass(frozen=True)
@@ -169,27 +167,15 @@ def build_plan_workload(plan: Plan) -> dict[str, ModelLoad | AnyModelLoad]:
 # ------------------------------------------------------------------ checks
 
 
-def _snippet(body: bytes) -> str:
-    text = body[:SNIPPET].decode("utf-8", errors="replace")
-    return text + ("..." if len(body) > SNIPPET else "")
-
-
 def check_rest(load: ModelLoad, item: Item, status: int, body: bytes) -> str | None:
     """Why a REST answer is wrong (status, V2 shape, prediction), or None when it is right."""
     where = f"{load.name} {item.label} over REST"
-    if status != 200:
-        return f"{where}: HTTP {status} (expected 200): {_snippet(body or b'')}"
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return f"{where}: the body is not JSON: {_snippet(body)}"
-    if not isinstance(doc, dict):
-        return f"{where}: the body is a JSON {type(doc).__name__}, not a V2 response object"
-    if doc.get("model_name") != load.name:
-        return f"{where}: model_name is {doc.get('model_name')!r}, expected {load.name!r}"
+    doc, problem = rest_envelope(load.name, where, status, body)
+    if doc is None:
+        return problem
     outputs = doc.get("outputs")
     if not isinstance(outputs, list):
-        return f"{where}: no 'outputs' list in the response: {_snippet(body)}"
+        return f"{where}: no 'outputs' list in the response: {snippet(body)}"
     wanted = load.spec.output_name
     tensor = next((o for o in outputs if isinstance(o, dict) and o.get("name") == wanted), None)
     if tensor is None:
