@@ -262,21 +262,12 @@ def test_smoke_falls_back_to_the_signature_without_an_oracle(tmp_path: Path, dat
     assert expected in result.detail
 
 
-WHO_RUNTIME = REPO_ROOT / "tests" / "runtimes" / "who_runtime.py"
-
-
 @pytest.mark.xfail(strict=True, raises=DeviationSeen, reason=(
     "MLServer 1.7.1 imports a custom runtime with importlib.reload of the module of that name, "
     "in place (mlserver/settings.py _reload_module): two models whose runtimes share a module "
     "name share its globals: both models answer with one runtime's code"))
-def test_mlserver_keeps_apart_two_custom_runtimes_with_one_module_name(tmp_path: Path) -> None:
-    for who in ("a", "b"):
-        folder = tmp_path / who
-        folder.mkdir()
-        source = WHO_RUNTIME.read_text().replace('WHO = "a"', f"WHO = {who!r}")
-        (folder / "who_runtime.py").write_text(source)
-        settings = {"name": who, "implementation": "who_runtime.Who"}
-        (folder / "model-settings.json").write_text(json.dumps(settings))
+def test_mlserver_keeps_apart_two_custom_runtimes_with_one_module_name(
+        tmp_path: Path, two_models_one_module_name: list[Path]) -> None:
     request = {"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": [1]}]}
     with ReferenceServer(models_dir=tmp_path, ports="free") as served, \
             RestClient(served.endpoints.rest_url) as client:

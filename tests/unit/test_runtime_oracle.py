@@ -201,24 +201,8 @@ def test_another_custom_runtime_module_named_runtime_loads_too(iris, tmp_path):
     assert iris.infer(_iris_request(np.ones((1, 4)), ["a"], outputs=["tag"]))["outputs"][0]["data"] == ["a"]
 
 
-WHO_RUNTIME = REPO_ROOT / "tests" / "runtimes" / "who_runtime.py"
-
-
-def _two_models_one_module_name(tmp_path: Path) -> list[Path]:
-    folders = []
-    for who in ("a", "b"):
-        folder = tmp_path / who
-        folder.mkdir()
-        source = WHO_RUNTIME.read_text().replace('WHO = "a"', f"WHO = {who!r}")
-        (folder / "who_runtime.py").write_text(source)
-        settings = {"name": who, "implementation": "who_runtime.Who"}
-        (folder / "model-settings.json").write_text(json.dumps(settings))
-        folders.append(folder)
-    return folders
-
-
-def test_the_oracle_keeps_apart_two_custom_runtimes_with_one_module_name(tmp_path):
-    oracles = [load_oracle(folder) for folder in _two_models_one_module_name(tmp_path)]
+def test_the_oracle_keeps_apart_two_custom_runtimes_with_one_module_name(two_models_one_module_name):
+    oracles = [load_oracle(folder) for folder in two_models_one_module_name]
     try:
         answers = [o.infer({"inputs": [{"name": "x", "datatype": "INT32", "shape": [1], "data": [1]}]})
                    for o in oracles]
