@@ -8,7 +8,7 @@ so time spent waiting for a free connection counts as the queueing it is.
 
 * :class:`ArrivalSchedule` hands out intended start times (constant spacing
   or Poisson arrivals, optionally with a time-varying rate);
-* :class:`PreciseSleeper` (defined in :mod:`oip.clock`, re-exported here)
+* :class:`oip.clock.PreciseSleeper` (the timers live in the neutral :mod:`oip.clock`)
   waits until such a time with a Linux ``timerfd`` under gevent (gevent's
   own timers fire up to ~1 ms late, which would show up as latency);
   elsewhere it falls back to ``gevent.sleep``;
@@ -25,19 +25,9 @@ import random
 from collections.abc import Callable
 from typing import Any
 
-from oip.clock import SLEEPER_SPIN_BUDGET, SLEEPER_SPIN_S, PreciseSleeper, SpinBudget, TimerFd
 from reporting.latency import LatencyHistogram, WireFormatError
 
-__all__ = [
-    "SLEEPER_SPIN_BUDGET",
-    "SLEEPER_SPIN_S",
-    "ArrivalSchedule",
-    "LagTracker",
-    "PreciseSleeper",
-    "RateFn",
-    "SpinBudget",
-    "TimerFd",
-]
+__all__ = ["ArrivalSchedule", "LagTracker", "RateFn"]
 
 RateFn = Callable[[float], float]
 

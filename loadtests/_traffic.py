@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from locust.exception import CatchResponseError, StopUser
 
+from oip.clock import PreciseSleeper
 from oip.names import LOOPBACK
 from oip.precise import GrpcConnection, HttpConnection, Reply, WireError
 from reporting.latency import SeriesKey
@@ -24,7 +25,7 @@ from reporting.latency import SeriesKey
 from ._capture import CONTEXT_KEY
 from ._expected import AnyModelLoad
 from ._plan import DEFAULT_RUN_TIME_S, DEFAULT_USERS, Plan, profile, shares, users_at
-from ._schedule import ArrivalSchedule, PreciseSleeper
+from ._schedule import ArrivalSchedule
 from ._state import RunState
 from ._workload import ModelLoad, build_plan_workload
 

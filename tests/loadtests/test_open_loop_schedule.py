@@ -8,7 +8,8 @@ import statistics
 
 import pytest
 
-from loadtests._schedule import ArrivalSchedule, LagTracker, TimerFd
+from loadtests._schedule import ArrivalSchedule, LagTracker
+from oip.clock import TimerFd
 
 
 def test_constant_arrivals_are_evenly_spaced_from_the_start() -> None:
