@@ -28,13 +28,15 @@ TOO_LARGE_CODES = CLIENT_ERROR_CODES | {grpc.StatusCode.RESOURCE_EXHAUSTED.name}
 class RuleViolation(AssertionError):
     """The server broke the rule under test; ``observed`` is what it did, in short."""
 
-    def __init__(self, message: str, observed: str) -> None:
+    def __init__(self, message: str, observed: str, repro: str = "") -> None:
         super().__init__(f"{message}\n[observed: {observed}]")
         self.observed = observed
+        self.why = message.split("\n", 1)[0]
+        self.repro = repro  # the request that shows it, as a command or a protobuf dump
 
 
 def violation(reply: Reply, why: str, observed: str | None = None) -> RuleViolation:
-    return RuleViolation(f"{why}\n{reply.describe()}", observed or reply.signature)
+    return RuleViolation(f"{why}\n{reply.describe()}", observed or reply.signature, reply.repro)
 
 
 def expect_ok(reply: Reply, what: str = "the request") -> None:

@@ -5,7 +5,9 @@ Options: ``--target-url`` (REST base URL; absent = start the reference deploymen
 ``--models-dir`` (the model repository: served by the reference deployment, or, with
 ``--target-url``, read for signatures and runtime oracles), ``--samples`` (DIR/<model>/*.json),
 ``--report-root`` (default ``reports/``), and hypothesis' ``--hypothesis-profile``
-(``dev`` by default, ``ci`` under tox, ``thorough`` nightly).
+(``dev`` by default, ``ci`` under tox, ``thorough`` nightly). Known deviations:
+``--deviations FILE`` (repeatable), ``--no-builtin-deviations``, ``--record-deviations FILE``;
+``--fail-on LEVEL`` (the lowest rule level whose failures fail the run).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from conformance import deviations, profiles
+from conformance import profiles
 from conformance.calls import TRANSPORTS, GrpcTransport, RestTransport, Transport
-from conformance.checks import RuleViolation
+from conformance.deviations import DeviationsError, InForce, in_force
 from conformance.domains import datatypes_for
-from conformance.explore import DEVIATION_KEY, CheckOnce, Explore, explore, once
-from conformance.report import META_KEY, ReportPlugin
+from conformance.explore import CheckOnce, Explore, explore, once
+from conformance.judge import IN_FORCE_KEY, JUDGE_KEY, Judge
+from conformance.report import META_KEY, RECORD_KEY, ReportPlugin
 from conformance.results import describe
-from conformance.rules import RULES, rule_of_test
+from conformance.rules import EXTENSION, LEVELS, RULES, rule_of_test
 from conformance.target import TARGET_KEY, Options, Target, TargetError, resolve
 from reference.paths import MODELS_DIR, REPORTS_DIR
 from reporting import new_run
@@ -50,11 +53,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="folder of sample requests, <DIR>/<model>/*.json (V2 request bodies)")
     group.addoption("--report-root", default=str(REPORTS_DIR), type=Path,
                     help="folder holding conformance/<run-id>/ report folders (default: reports/)")
+    group.addoption("--deviations", action="append", default=[], type=Path, metavar="FILE",
+                    help="a TOML baseline of known deviations of the target, added to the suite's own one "
+                         "for the server GET /v2 names (repeatable)")
+    group.addoption("--no-builtin-deviations", action="store_true",
+                    help="leave out the suite's own baseline for the target (conformance/deviations/*.toml)")
+    group.addoption("--record-deviations", default=None, type=Path, metavar="FILE",
+                    help="write every failure of this run as a baseline entry to FILE (a new file), "
+                         "to review and pass back with --deviations; exit 0 when the run completes")
+    group.addoption("--fail-on", default=EXTENSION, choices=LEVELS, metavar="LEVEL",
+                    help="the lowest rule level whose failures fail the run: MUST, SHOULD, extension "
+                         "(default: MUST, SHOULD and the advertised extensions) or hardening (every rule)")
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "transports(*names): the transports a rule applies to")
+    config.addinivalue_line("markers", "changes_server_state: runs after every other test (e.g. unloads "
+                                       "and reloads a model)")
+    record = config.getoption("--record-deviations", None)
+    if record is not None:
+        if record.exists():
+            raise pytest.UsageError(f"--record-deviations {record}: the file exists; give a new file name "
+                                    "(a recording never overwrites an earlier one)")
+        if not record.parent.is_dir():
+            raise pytest.UsageError(f"--record-deviations {record}: no folder {record.parent}")
+        config.stash[RECORD_KEY] = str(record)
     if not config.getoption("--hypothesis-profile", None):
         settings.load_profile(profiles.DEFAULT_PROFILE)
     if config.option.collectonly or config.option.help or hasattr(config, "workerinput"):
@@ -78,11 +102,21 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     try:
         target = resolve(options)
     except TargetError as exc:
-        plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
-        if plugin is not None:
-            plugin.note_stop(str(exc))
-        pytest.exit(str(exc), returncode=EXIT_BAD_TARGET)
+        _stop(config, str(exc))
     config.stash[TARGET_KEY] = target
+    try:
+        config.stash[IN_FORCE_KEY] = in_force(
+            target.identity.name, target.identity.version, config.getoption("--deviations"),
+            builtin=not config.getoption("--no-builtin-deviations"))
+    except DeviationsError as exc:
+        _stop(config, str(exc))
+
+
+def _stop(config: pytest.Config, message: str) -> None:
+    plugin = config.pluginmanager.get_plugin(PLUGIN_NAME)
+    if plugin is not None:
+        plugin.note_stop(message)
+    pytest.exit(message, returncode=EXIT_BAD_TARGET)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -105,7 +139,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     target = config.stash[TARGET_KEY]
-    server = (target.identity.name, target.identity.version)
+    deviations = config.stash.get(IN_FORCE_KEY, InForce())
+    recording = RECORD_KEY in config.stash
     by_name = {m.name: m for m in target.models}
     for item in items:
         if not item.path.is_relative_to(SUITE_DIR):
@@ -115,12 +150,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             raise pytest.UsageError(f"{item.nodeid}: no rule {rule!r} in conformance/rules.py")
         meta = describe(item, rule)
         item.stash[META_KEY] = meta
-        deviation = deviations.find(server, rule, meta.params, by_name.get(meta.model))
-        item.stash[DEVIATION_KEY] = deviation
-        if deviation is not None:
-            item.add_marker(pytest.mark.xfail(
-                strict=True, raises=RuleViolation,
-                reason=f"known deviation of {target.identity}: {deviation.server_does}"))
+        entries = [] if recording else deviations.find(rule, meta.params, by_name.get(meta.model))
+        item.stash[JUDGE_KEY] = Judge(entries, recording=recording)
+    # Tests that change what the server serves run last, so that no other rule sees the change.
+    items.sort(key=lambda item: item.get_closest_marker("changes_server_state") is not None)
 
 
 # ------------------------------------------------------------------ fixtures

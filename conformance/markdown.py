@@ -1,4 +1,4 @@
-"""Render a conformance run as Markdown: header, rule matrices, deviations, failures, skips."""
+"""Render a conformance run as Markdown: header, levels, root causes, rule matrices, deviations, skips."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from conformance.calls import TRANSPORTS
-from conformance.deviations import DEVIATIONS, Deviation
+from conformance.causes import Cause
+from conformance.deviations import Deviation, InForce
 from conformance.results import DEVIATION, FAIL, PASS, SEVERITY, SKIP, Outcome
-from conformance.rules import RULES, SERVER
+from conformance.rules import LEVELS, RULES, SERVER
 from reporting.tables import markdown_table
 
 TRANSPORT_TITLES = {"rest": "REST", "grpc": "gRPC"}
@@ -24,18 +25,59 @@ class Header:
 
 
 def render(header: Header, outcomes: Sequence[Outcome], models: Sequence[str],
-           deviations_apply: bool, substitutions: dict[str, str], stopped: str | None,
-           unused: Sequence[Deviation] = ()) -> str:
+           in_force: InForce, substitutions: dict[str, str], stopped: str | None,
+           unused: Sequence[Deviation] = (), causes: Sequence[Cause] = ()) -> str:
     parts = [f"# {header.title}", "", *[f"- **{k}**: {v}" for k, v in header.lines], ""]
     if stopped:
         parts += [f"> **The run stopped early:** {stopped}", ""]
     parts += _totals(outcomes)
+    parts += _levels(outcomes)
+    parts += _causes(causes, {o.nodeid: o for o in outcomes}, substitutions)
     parts += _server_matrix(outcomes)
     parts += _model_matrix(outcomes, models)
-    parts += _deviations(outcomes, deviations_apply, substitutions, unused)
-    parts += _listing("Failures", [o for o in outcomes if o.status == FAIL])
+    parts += _deviations(outcomes, in_force, substitutions, unused)
+    parts += _notes([o for o in outcomes if o.note])
     parts += _skips([o for o in outcomes if o.status == SKIP])
     return "\n".join(parts).rstrip() + "\n"
+
+
+def _levels(outcomes: Sequence[Outcome]) -> list[str]:
+    columns = ["level", *(CELL[s].strip("*") for s in (PASS, DEVIATION, FAIL, SKIP)), "fail the run"]
+    body = []
+    for level in LEVELS:
+        mine = [o for o in outcomes if o.level == level]
+        counts = Counter(o.status for o in mine)
+        gating = sum(o.gating for o in mine if o.status == FAIL)
+        body.append([level, *(counts.get(s, 0) for s in (PASS, DEVIATION, FAIL, SKIP)), gating])
+    return ["## Levels", "", *markdown_table(columns, body), "",
+            "MUST and SHOULD: the OIP specification; extension: Triton's protocol extensions; hardening: "
+            "the harness's own policy. See `conformance/rules.py` and `docs/spec-audit.md`.", ""]
+
+
+def _causes(causes: Sequence[Cause], by_id: dict[str, Outcome], substitutions: dict[str, str]) -> list[str]:
+    if not causes:
+        return []
+    rows = ["## Root causes", "", f"{sum(len(c.tests) for c in causes)} failed tests come from "
+            f"{len(causes)} cause(s): a rule, a transport and what the server did.", ""]
+    for number, cause in enumerate(causes, 1):
+        gate = "" if cause.gating else " (does not fail the run at this --fail-on)"
+        rows += [f"### {number}. `{cause.rule}` [{cause.level}] over {cause.transport or 'any'}: "
+                 f"{cause.observed}{gate}", "", f"{cause.why}", "",
+                 f"Tests it explains ({len(cause.tests)}): " + ", ".join(f"`{t}`" for t in cause.tests), ""]
+        repro = _substituted(cause.repro, substitutions)
+        if repro:
+            rows += ["Reproduce:", "", "```", repro.strip()[:4000], "```", ""]
+        first = by_id.get(cause.tests[0])
+        if first is not None and first.detail:
+            rows += ["<details><summary>first test's output</summary>", "", "```",
+                     first.detail.strip()[:4000], "```", "", "</details>", ""]
+    return rows
+
+
+def _substituted(text: str, substitutions: dict[str, str]) -> str:
+    for key, value in substitutions.items():
+        text = text.replace(key, value)
+    return text
 
 
 def _totals(outcomes: Sequence[Outcome]) -> list[str]:
@@ -87,44 +129,39 @@ def _model_matrix(outcomes: Sequence[Outcome], models: Sequence[str]) -> list[st
 
 
 def _deviation_status(deviation: Deviation, outcomes: Sequence[Outcome], unused: Sequence[Deviation]) -> str:
-    mine = [o for o in outcomes if o.deviation == deviation.label]
     if deviation in unused:
         return "unused (no model of this run is in its scope)"
-    if not mine:
-        return "not run"
-    return _cell(mine).replace(CELL[DEVIATION], "confirmed").replace(CELL[FAIL], "**CHANGED / FIXED**")
+    mine = [o for o in outcomes if deviation.label in o.deviation.split("; ")]
+    if mine:
+        return f"confirmed in {len(mine)} test(s)"
+    return "not seen in this run (see the failures above if it no longer happens)"
 
 
-def _deviations(outcomes: Sequence[Outcome], apply: bool, substitutions: dict[str, str],
+def _deviations(outcomes: Sequence[Outcome], in_force: InForce, substitutions: dict[str, str],
                 unused: Sequence[Deviation]) -> list[str]:
-    rows = ["## Known deviations (conformance/deviations.py)", ""]
-    if not apply:
-        return [*rows, "The target is not a server listed in the deviation table: every rule is judged "
-                "as written, and no failure is expected.", ""]
+    rows = ["## Known deviations", "", f"In force: {in_force.describe()}.", ""]
+    if not in_force.entries:
+        return [*rows, "No baseline applies to this server: every rule is judged as written, and no failure "
+                "is expected. Record one with `--record-deviations FILE`.", ""]
     body = [[f"`{d.rule}`" + "".join(f" ({k}={v})" for k, v in d.where.items()),
              TRANSPORT_TITLES[d.transport], d.scope, d.spec, d.server_does,
-             _deviation_status(d, outcomes, unused)]
-            for d in DEVIATIONS]
-    columns = ["rule", "transport", "scope", "the spec says", "the server does", "this run"]
+             _deviation_status(d, outcomes, unused), f"{d.file.name if d.file else ''}:{d.line}"]
+            for d in in_force.entries]
+    columns = ["rule", "transport", "scope", "the spec says", "the server does", "this run", "entry"]
     rows += markdown_table(columns, body)
     rows += ["", "Reproducing requests:", ""]
-    for d in DEVIATIONS:
-        if d in unused:
+    for d in in_force.entries:
+        if d in unused or not d.reproduce:
             continue
-        command = d.reproduce
-        for key, value in substitutions.items():
-            command = command.replace(key, value)
+        command = _substituted(d.reproduce, substitutions)
         rows += [f"- `{d.label}`", "", "  ```sh", f"  {command}", "  ```", ""]
     return rows
 
 
-def _listing(title: str, outcomes: Sequence[Outcome]) -> list[str]:
+def _notes(outcomes: Sequence[Outcome]) -> list[str]:
     if not outcomes:
         return []
-    rows = [f"## {title}", ""]
-    for o in outcomes:
-        rows += [f"### `{o.nodeid}`", "", "```", o.detail.strip()[:4000], "```", ""]
-    return rows
+    return ["## Notes", "", *[f"- `{o.nodeid}`: {o.note}" for o in outcomes], ""]
 
 
 def _skips(outcomes: Sequence[Outcome]) -> list[str]:

@@ -2,8 +2,8 @@
 
 ``dev`` is the default outside tox (quick feedback), tox passes
 ``--hypothesis-profile=ci``, ``thorough`` is for nightly runs. Every rule draws
-``max_examples`` examples; a rule that is a known deviation of the target stops
-at its first failing example (no shrinking: the deviation is already known).
+``max_examples`` examples (a rule whose every example a known deviation covers
+stops at the first one that shows it: see :mod:`conformance.judge`).
 """
 
 from __future__ import annotations
@@ -22,18 +22,12 @@ _COMMON = {
     "print_blob": False,  # rules run hypothesis inside the test: @reproduce_failure does not apply
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
-KNOWN_DEVIATION_PHASES = (Phase.explicit, Phase.reuse, Phase.generate)  # stop at the first failure
 
 
 def register() -> None:
     for name, examples in EXAMPLES.items():
         phases = {"phases": PHASES[name]} if name in PHASES else {}
         settings.register_profile(name, max_examples=examples, **phases, **_COMMON)
-
-
-def for_known_deviation(base: settings) -> settings:
-    """``base`` without shrinking, stopping at the first failure."""
-    return settings(base, phases=KNOWN_DEVIATION_PHASES, report_multiple_bugs=False)
 
 
 register()

@@ -15,14 +15,39 @@ from typing import Any
 import pytest
 from hypothesis import settings
 
-from conformance import deviations
-from conformance.explore import DEVIATION_KEY, EXAMPLES_KEY
+from conformance import record
+from conformance.causes import root_causes
+from conformance.checks import RuleViolation
+from conformance.deviations import InForce, write
+from conformance.explore import EXAMPLES_KEY
+from conformance.judge import IN_FORCE_KEY, JUDGE_KEY, DeviationChanged, DeviationFixed
 from conformance.markdown import Header, render
-from conformance.results import Outcome, TestMeta, classify, worse
+from conformance.results import FAIL, Outcome, TestMeta, classify, worse
+from conformance.rules import HARDENING, RULES, gates
 from conformance.target import TARGET_KEY, Target, oracle_status
 from reporting import Run
 
 META_KEY = pytest.StashKey[TestMeta]()
+RECORD_KEY = pytest.StashKey[str]()  # the --record-deviations file
+
+
+def _failure_of(item: pytest.Item, call: pytest.CallInfo[Any]) -> dict[str, str]:
+    """What the server did (observed), in one line (why), and its reproduction, for a failed test."""
+    judge = item.stash.get(JUDGE_KEY, None)
+    first = judge.first_failure if judge is not None else None
+    if first is not None:
+        return {"observed": first.observed, "why": first.why, "repro": first.repro}
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if isinstance(exc, RuleViolation):
+        return {"observed": exc.observed, "why": exc.why, "repro": exc.repro}
+    if isinstance(exc, DeviationFixed):
+        return {"observed": "deviation no longer happens", "why": str(exc).split("\n", 1)[0], "repro": ""}
+    if isinstance(exc, DeviationChanged):
+        return {"observed": "deviation changed", "why": str(exc).split("\n", 1)[0], "repro": ""}
+    if exc is not None:
+        return {"observed": f"{type(exc).__name__} in the test", "why": str(exc).split("\n", 1)[0][:300],
+                "repro": ""}
+    return {}
 
 
 class ReportPlugin:
@@ -34,6 +59,10 @@ class ReportPlugin:
         self.stopped: str | None = None
         self.exit_status: int | None = None
         self.written = False
+        self.failures: dict[str, dict[str, str]] = {}  # nodeid -> observed, why, repro
+        self.judged: list[record.Judged] = []
+        self.recorded: str | None = None
+        self.ungated = 0  # failed tests whose level does not fail the run
 
     # -- collecting --------------------------------------------------------
 
@@ -42,11 +71,17 @@ class ReportPlugin:
         report = yield
         meta = item.stash.get(META_KEY, None)
         if meta is not None and (report.when == "call" or report.outcome != "passed"):
-            deviation = item.stash.get(DEVIATION_KEY, None)
+            judge = item.stash.get(JUDGE_KEY, None)
+            seen = [e.label for e in judge.entries if judge.seen[e]] if judge is not None else []
+            if report.failed:
+                self.failures[item.nodeid] = _failure_of(item, call)
+            if report.when == "call" and judge is not None:
+                model = item.callspec.params.get("model") if hasattr(item, "callspec") else None
+                self.judged.append(record.Judged(meta, getattr(model, "implementation", None), judge))
             props = [
                 ("rule", meta.rule), ("transport", meta.transport), ("model", meta.model),
                 ("variant", meta.variant), ("examples", item.stash.get(EXAMPLES_KEY, 0)),
-                ("deviation", deviation.label if deviation else ""),
+                ("deviation", "; ".join(seen)),
             ]
             names = {name for name, _ in props}
             # On the item too, so that pytest's JUnit XML lists them as <properties>.
@@ -64,9 +99,15 @@ class ReportPlugin:
         if previous is None:
             previous = self.outcomes[report.nodeid] = Outcome(
                 report.nodeid, props["rule"], props["transport"], props["model"], props["variant"], status,
-                detail, int(props["examples"]), props["deviation"])
+                detail, int(props["examples"]), props["deviation"], level=RULES[props["rule"]].level)
         elif worse(previous.status, status) != previous.status:
             previous.status, previous.detail = status, detail
+        if "note" in props:
+            previous.note = str(props["note"])
+        if status == FAIL:
+            for key, value in self.failures.get(report.nodeid, {}).items():
+                setattr(previous, key, value)
+            previous.gating = self._gates(props["rule"])
         previous.examples = max(previous.examples, int(props["examples"]))
         previous.seconds += report.duration
 
@@ -75,16 +116,56 @@ class ReportPlugin:
 
     # -- writing -----------------------------------------------------------
 
+    def _gates(self, rule: str) -> bool:
+        target: Target | None = self.config.stash.get(TARGET_KEY, None)
+        advertised = target.identity.extensions if target else ()
+        return gates(RULES[rule], self.config.getoption("--fail-on"), advertised)
+
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        self.exit_status = int(exitstatus)
+        failed = [o for o in self.outcomes.values() if o.status == FAIL]
+        self.ungated = sum(not o.gating for o in failed)
+        other_failures = session.testsfailed > len(failed)  # tests outside the rules, errors...
+        recording = bool(self.config.stash.get(RECORD_KEY, None))
+        if exitstatus == pytest.ExitCode.TESTS_FAILED and not other_failures \
+                and (recording or all(not o.gating for o in failed)):
+            session.exitstatus = pytest.ExitCode.OK
+        self.exit_status = int(session.exitstatus)
+        self._record()
         self.write()
+
+    def _record(self) -> None:
+        path = self.config.stash.get(RECORD_KEY, None)
+        target: Target | None = self.config.stash.get(TARGET_KEY, None)
+        if not path or target is None:
+            return
+        found = record.entries(self.judged, {target.rest_url: "$URL", target.grpc_target or "": "$GRPC"})
+        header = (f"Recorded by `pytest conformance --record-deviations` (run {self.run.run_id}) against "
+                  f"{target.rest_url}.\nReview each entry (narrow its trigger, quote the spec) before "
+                  "committing it; pass it back with --deviations FILE.")
+        write(path, target.identity.name, target.identity.version, found, header)
+        self.recorded = f"{len(found)} deviation entries recorded in {path}"
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.write()  # when the session never started (e.g. the target could not be reached)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         examples = sum(o.examples for o in self.outcomes.values())
+        causes = root_causes(sorted(self.outcomes.values(), key=lambda o: o.nodeid))
+        if causes:
+            failed = sum(len(c.tests) for c in causes)
+            terminalreporter.section(f"conformance: {failed} failed tests, {len(causes)} root causes")
+            for cause in causes:
+                gate = "" if cause.gating else " (does not fail the run: see --fail-on)"
+                terminalreporter.write_line(f"- {cause.title}: {len(cause.tests)} test(s){gate}")
+                terminalreporter.write_line(f"    {cause.why[:200]}")
+        if self.ungated:
+            terminalreporter.write_line(
+                f"conformance: {self.ungated} failed test(s) at levels that do not fail the run "
+                f"(--fail-on {self.config.getoption('--fail-on')}; --fail-on {HARDENING} makes every "
+                "failure count)")
+        if self.recorded:
+            terminalreporter.write_line(f"conformance: {self.recorded}; exit status 0 (the run completed)")
         terminalreporter.write_line(
             f"conformance: {examples} examples drawn (hypothesis profile "
             f"{settings.get_current_profile_name()!r}); report: {self.run.file('report.md')}")
@@ -99,11 +180,12 @@ class ReportPlugin:
         target: Target | None = self.config.stash.get(TARGET_KEY, None)
         outcomes = sorted(self.outcomes.values(), key=lambda o: o.nodeid)
         models = [m.name for m in target.models] if target else []
-        applies = bool(target) and deviations.applies_to((target.identity.name, target.identity.version))
+        in_force = self.config.stash.get(IN_FORCE_KEY, InForce())
         substitutions = {"$URL": target.rest_url, "$GRPC": target.grpc_target or "$GRPC"} if target else {}
-        unused = deviations.unused(target.models) if target else []
-        text = render(self._header(target, outcomes), outcomes, models, applies, substitutions, self.stopped,
-                      unused)
+        unused = in_force.unused(target.models) if target else []
+        causes = root_causes(outcomes)
+        text = render(self._header(target, outcomes), outcomes, models, in_force, substitutions, self.stopped,
+                      unused, causes)
         self.run.write_text("report.md", text)
         self.run.write_json("results.json", {
             "run_id": self.run.run_id,
@@ -116,8 +198,13 @@ class ReportPlugin:
             "exit_status": self.exit_status,
             "hypothesis_profile": settings.get_current_profile_name(),
             "models": [] if target is None else [_model_entry(target, m) for m in target.models],
+            "deviation_files": [str(b.path) for b in in_force.baselines],
             "unused_deviations": [d.label for d in unused],
+            "fail_on": self.config.getoption("--fail-on"),
+            "recorded": self.recorded,
+            "root_causes": [c.as_dict() for c in causes],
             "outcomes": [o.as_dict() for o in outcomes],
+            "probe": None if target is None else target.probe.as_dict(),
         })
 
     def _header(self, target: Target | None, outcomes: list[Outcome]) -> Header:
@@ -136,10 +223,11 @@ class ReportPlugin:
                 ("Models", ", ".join(f"{m.name} {m.version or '(unversioned)'}" for m in target.models)
                  + f" (from {target.models_from})"),
                 *[(f"Model `{m.name}`", _model_line(target, m)) for m in target.models],
-                ("Known deviations",
-                 "applied (the target identifies as a server in conformance/deviations.py)"
-                 if deviations.applies_to((ident.name, ident.version))
-                 else "not applied: every rule is judged as written"),
+                ("Probe", target.probe.summary()),
+                ("Known deviations", self.config.stash.get(IN_FORCE_KEY, InForce()).describe()),
+                ("Fails the run", f"failures at level {self.config.getoption('--fail-on')} and above "
+                                  "(MUST > SHOULD > extension > hardening; extensions the server does not "
+                                  "advertise count as hardening)"),
                 ("Oracle", target.oracle_note),
             ]
         lines += [

@@ -23,6 +23,12 @@ class Outcome:
     examples: int = 0
     deviation: str = ""
     seconds: float = 0.0
+    level: str = ""  # the rule's level (conformance.rules)
+    gating: bool = True  # whether a failure of this test fails the run (see --fail-on)
+    observed: str = ""  # a failure's short signature: what the server did
+    why: str = ""  # a failure's first line
+    repro: str = ""  # the request that shows a failure
+    note: str = ""  # e.g. "served but not advertised"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -39,8 +45,7 @@ def classify(report: pytest.TestReport) -> tuple[str, str] | None:
             return SKIP, _skip_reason(report)
         text = str(report.longrepr)
         if "[XPASS(strict)]" in text:
-            return FAIL, ("passed, but a known deviation is declared: fixed by the server? "
-                          "remove it from conformance/deviations.py")
+            return FAIL, "passed, but a known deviation is declared: fixed by the server? remove its entry"
         return FAIL, _first_lines(report.longreprtext)
     if report.skipped:
         return SKIP, _skip_reason(report)

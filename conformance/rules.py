@@ -115,6 +115,18 @@ EXTENSIONS: tuple[Rule, ...] = ()
 RULES: dict[str, Rule] = _rules(*CORE, *PROBE, *AUDIT, *ANSWERS, *EXTENSIONS)
 
 
+def gates(rule: Rule, fail_on: str, advertised: tuple[str, ...] | list[str]) -> bool:
+    """Whether a failure of ``rule`` fails the run, with ``--fail-on fail_on`` (the lowest level that
+    does) and the extensions the server ``advertised``. An extension the server does not advertise
+    counts as hardening: it is reported, and fails the run only with ``--fail-on hardening``."""
+    if fail_on not in LEVELS:
+        raise ValueError(f"--fail-on {fail_on!r}: choose one of {', '.join(LEVELS)}")
+    level = rule.level
+    if level == EXTENSION and rule.extension not in advertised:
+        level = HARDENING
+    return LEVELS.index(level) <= LEVELS.index(fail_on)
+
+
 def rule_of_test(function_name: str) -> str:
     """``test_error_deep_json`` -> ``error_deep_json``."""
     return function_name.removeprefix("test_")

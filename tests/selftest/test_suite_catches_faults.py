@@ -87,3 +87,10 @@ def test_suite_catches_fault(name: str, case_runs) -> None:
     assert grpc and {o["status"] for o in grpc} == {"skipped"}
     assert "no --grpc-target given" in run.report
     assert ("**FAIL**" in run.report) == bool(case.must_fail)
+    # One injected fault is one root cause per rule it breaks, listing every test it explains.
+    causes = run.results["root_causes"]
+    assert sorted(c["rule"] for c in causes) == sorted(case.must_fail), causes
+    for cause in causes:
+        assert sorted(cause["tests"]) == sorted(o["nodeid"] for o in run.outcomes(cause["rule"])), cause
+        assert f"{proxy_url}/v2/models/" in cause["repro"], cause
+    assert ("## Root causes" in run.report) == bool(case.must_fail)

@@ -1,14 +1,17 @@
-"""The suite's tables agree with each other: every rule has its test, every deviation and
-bad-request builder names a real rule, and the deviation table is fit to be reported."""
+"""The suite's tables agree with each other: every rule has its test, every bad-request builder
+and every entry of the suite's deviation files names a real rule, and each file is fit to be
+reported."""
 
 from __future__ import annotations
 
 import ast
 from pathlib import Path
 
+import pytest
+
 from conformance.bad_requests import BUILDERS
 from conformance.calls import TRANSPORTS
-from conformance.deviations import DEVIATIONS, SERVERS, find
+from conformance.deviations import builtin_files, builtin_for, in_force, load
 from conformance.rules import RULES, rule_of_test
 
 SUITE = Path(__file__).resolve().parents[2] / "conformance"
@@ -36,23 +39,28 @@ def test_every_error_rule_has_bad_requests_and_every_builder_a_rule() -> None:
         assert builders.rest or builders.grpc, rule
 
 
-def test_deviations_name_real_rules_and_are_complete() -> None:
+@pytest.mark.parametrize("path", builtin_files(), ids=lambda p: p.name)
+def test_builtin_deviation_files_name_real_rules_and_are_complete(path: Path) -> None:
+    baseline = load(path)  # raises on an unknown rule, key or transport
+    assert path.name == f"{baseline.name.lower()}-{baseline.version}.toml", "one file per server identity"
     keys = set()
-    for d in DEVIATIONS:
-        assert d.rule in RULES, d.rule
-        assert d.transport in TRANSPORTS, d.transport
+    for d in baseline.entries:
+        assert d.transport in TRANSPORTS, d.label
         assert d.spec and d.server_does and d.observed and d.reproduce, d.label
         assert "$URL" in d.reproduce or "$GRPC" in d.reproduce, d.label
-        assert d.label not in keys, f"{d.label} is listed twice"
-        keys.add(d.label)
+        key = (d.label, tuple(sorted(d.observed)))
+        assert key not in keys, f"{d.label} is listed twice ({d.place})"
+        keys.add(key)
 
 
-def test_deviations_apply_only_to_the_listed_server() -> None:
-    some = DEVIATIONS[0]
+def test_the_builtin_baseline_is_chosen_by_the_identity_get_v2_reports() -> None:
+    mlserver = builtin_for("MLServer", "1.7.1")  # the name is not case-sensitive
+    assert mlserver is not None and mlserver.entries
+    assert builtin_for("mlserver", "1.7.2") is None
+    assert in_force("mlserver", "1.7.2").entries == ()
+    assert in_force("mlserver", "1.7.1", builtin=False).entries == ()
+    some = mlserver.entries[0]
     params = {"transport": some.transport, **some.where}
-    listed = next(iter(SERVERS))
-    assert find(listed, some.rule, params) == some
-    assert find(("MLServer", listed[1]), some.rule, params) == some  # the name is not case-sensitive
-    assert find((listed[0], "1.7.2"), some.rule, params) is None
-    assert find(("triton", "2.50.0"), some.rule, params) is None
-    assert find(listed, some.rule, {**params, "transport": "none"}) is None
+    found = in_force("mlserver", "1.7.1").find(some.rule, params)
+    assert some.rule in {d.rule for d in found}
+    assert in_force("mlserver", "1.7.1").find(some.rule, {**params, "transport": "none"}) == []
