@@ -64,7 +64,7 @@ def _causes(causes: Sequence[Cause], by_id: dict[str, Outcome], substitutions: d
         rows += [f"### {number}. `{cause.rule}` [{cause.level}] over {cause.transport or 'any'}: "
                  f"{cause.observed}{gate}", "", f"{cause.why}", "",
                  f"Tests it explains ({len(cause.tests)}): " + ", ".join(f"`{t}`" for t in cause.tests), ""]
-        repro = _substituted(cause.repro, substitutions)
+        repro = substituted(cause.repro, substitutions)
         if repro:
             rows += ["Reproduce:", "", "```", repro.strip()[:4000], "```", ""]
         first = by_id.get(cause.tests[0])
@@ -74,7 +74,8 @@ def _causes(causes: Sequence[Cause], by_id: dict[str, Outcome], substitutions: d
     return rows
 
 
-def _substituted(text: str, substitutions: dict[str, str]) -> str:
+def substituted(text: str, substitutions: dict[str, str]) -> str:
+    """``text`` with each placeholder (``$URL``, ``$GRPC``) replaced by its value."""
     for key, value in substitutions.items():
         text = text.replace(key, value)
     return text
@@ -153,7 +154,7 @@ def _deviations(outcomes: Sequence[Outcome], in_force: InForce, substitutions: d
     for d in in_force.entries:
         if d in unused or not d.reproduce:
             continue
-        command = _substituted(d.reproduce, substitutions)
+        command = substituted(d.reproduce, substitutions)
         rows += [f"- `{d.label}`", "", "  ```sh", f"  {command}", "  ```", ""]
     return rows
 

@@ -78,12 +78,12 @@ def entries(judged: Sequence[Judged], substitutions: dict[str, str]) -> list[dic
         entry["observed"] = sorted({f.observed for f in failures})
         entry["spec"] = RULES[rule].quote or RULES[rule].says
         entry["server_does"] = f"answered {first.observed}: {first.why} ({note})"
-        entry["reproduce"] = _substituted(first.repro, substitutions)
+        entry["reproduce"] = _with_placeholders(first.repro, substitutions)
         found.append(entry)
     return found
 
 
-def _substituted(text: str, substitutions: dict[str, str]) -> str:
+def _with_placeholders(text: str, substitutions: dict[str, str]) -> str:
     for value, name in substitutions.items():
         if value:
             text = text.replace(value, name)

@@ -21,7 +21,7 @@ from conformance.checks import RuleViolation
 from conformance.deviations import InForce, write
 from conformance.explore import EXAMPLES_KEY
 from conformance.judge import IN_FORCE_KEY, JUDGE_KEY, DeviationChanged, DeviationFixed
-from conformance.markdown import Header, render
+from conformance.markdown import Header, render, substituted
 from conformance.results import FAIL, Outcome, TestMeta, classify, worse
 from conformance.rules import HARDENING, RULES, gates
 from conformance.target import TARGET_KEY, Target, oracle_status
@@ -152,6 +152,8 @@ class ReportPlugin:
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         examples = sum(o.examples for o in self.outcomes.values())
         causes = root_causes(sorted(self.outcomes.values(), key=lambda o: o.nodeid))
+        target: Target | None = self.config.stash.get(TARGET_KEY, None)
+        substitutions = {"$URL": target.rest_url, "$GRPC": target.grpc_target or "$GRPC"} if target else {}
         if causes:
             failed = sum(len(c.tests) for c in causes)
             terminalreporter.section(f"conformance: {failed} failed tests, {len(causes)} root causes")
@@ -159,6 +161,10 @@ class ReportPlugin:
                 gate = "" if cause.gating else " (does not fail the run: see --fail-on)"
                 terminalreporter.write_line(f"- {cause.title}: {len(cause.tests)} test(s){gate}")
                 terminalreporter.write_line(f"    {cause.why[:200]}")
+                repro = substituted(cause.repro, substitutions).strip()
+                if repro:
+                    shown = repro if len(repro) <= 300 else repro[:300] + "..."
+                    terminalreporter.write_line("    reproduce: " + shown.replace("\n", "\n    "))
         if self.ungated:
             terminalreporter.write_line(
                 f"conformance: {self.ungated} failed test(s) at levels that do not fail the run "
