@@ -13,12 +13,14 @@ import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import grpc
 import httpx
 import numpy as np
 
+from conformance.envelope import strict_json_problems, witness
 from oip import GrpcClient, RestClient, TargetUnreachable, build_infer_request, describe_request
 from oip.codec import build_json_infer_request
 from oip.datatypes import DATATYPES, datatype_of
@@ -101,6 +103,14 @@ class Reply:
     message: Any = None  # gRPC: the response message
     repro: str = ""
     problems: tuple[str, ...] = ()  # gRPC: where the answer is not the OIP proto's message
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)  # REST: the answer's (any case)
+    raw: bytes = field(default=b"", repr=False)  # REST: the body's bytes (after any Content-Encoding)
+    accept_encoding: str | None = None  # REST: the request's Accept-Encoding (None: not sent)
+
+    @cached_property
+    def json_problems(self) -> tuple[tuple[str, str], ...]:
+        """REST: (kind, sentence) where the body is not strict JSON (:mod:`conformance.envelope`)."""
+        return strict_json_problems(self.raw) if self.transport == "rest" else ()
 
     @property
     def signature(self) -> str:
@@ -211,19 +221,25 @@ class RestTransport:
         return self._post(path, json.dumps(body).encode(), {"Content-Type": "application/json"}, repro)
 
     def _post(self, path: str, content: bytes, headers: Mapping[str, str], repro: str) -> Reply:
-        return self._reply(lambda: self.client.post_raw(path, content, headers), _elide(repro))
+        return self._reply(lambda: self.client.post_raw(path, content, headers), _elide(repro), headers)
 
-    def get(self, path: str) -> Reply:
-        return self._reply(lambda: self.client.get(path), self.client.curl("GET", path))
+    def get(self, path: str, headers: Mapping[str, str] | None = None) -> Reply:
+        repro = self.client.curl("GET", path, None, headers)
+        return self._reply(lambda: self.client.get(path, headers), repro, headers or {})
 
-    def _reply(self, do: Any, repro: str) -> Reply:
+    def _reply(self, do: Any, repro: str, headers: Mapping[str, str] | None = None) -> Reply:
+        sent = {k.lower(): v for k, v in {**self.client.headers, **(headers or {})}.items()}
         try:
             response = do()
         except TargetUnreachable as exc:
             raise TargetLost(f"{self.url} stopped accepting connections: {exc.reason}") from None
         except httpx.HTTPError as exc:
             return Reply(self.name, False, "no-response", text=f"{type(exc).__name__}: {exc}", repro=repro)
-        return Reply(self.name, response.ok, str(response.status), response.json, response.text, repro=repro)
+        reply = Reply(self.name, response.ok, str(response.status), response.json, response.text,
+                      repro=repro, headers=response.headers, raw=response.body,
+                      accept_encoding=sent.get("accept-encoding"))
+        witness(reply)  # the envelope rules report what is wrong with it, whichever rule asked
+        return reply
 
     def live(self) -> Reply:
         return self.get("/v2/health/live")

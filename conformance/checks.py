@@ -9,7 +9,7 @@ shape is reported instead of silently staying "expected".
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import grpc
@@ -40,8 +40,11 @@ def violation(reply: Reply, why: str, observed: str | None = None) -> RuleViolat
 
 
 def expect_ok(reply: Reply, what: str = "the request") -> None:
+    """Success: gRPC OK; REST exactly 200, the spec's one success status (audit finding F2)."""
     if not reply.ok:
         raise violation(reply, f"{what} should succeed")
+    if reply.transport == "rest" and reply.status != "200":
+        raise violation(reply, f"{what} succeeded with {reply.status}: the spec's success status is 200")
 
 
 def expect_client_error(reply: Reply, grpc_codes: Collection[str] = CLIENT_ERROR_CODES) -> None:
@@ -129,6 +132,12 @@ def prediction_rows(reply: Reply, name: str) -> np.ndarray:
     if name not in arrays:
         raise violation(reply, f"no output named {name!r} (got {sorted(arrays)})", "missing output")
     return arrays[name]
+
+
+def shape_fits(shape: Any, declared: Sequence[int]) -> bool:
+    """``shape`` (a list or tuple of ints) has the declared rank and equals it wherever it is not -1."""
+    return (isinstance(shape, (list, tuple)) and len(shape) == len(declared)
+            and all(d in (-1, s) for s, d in zip(shape, declared, strict=True)))
 
 
 def product(shape: Iterable[int]) -> int:

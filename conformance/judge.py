@@ -90,7 +90,8 @@ class Judge:
     entries: list[Deviation]
     recording: bool = False
     covered: Counter = field(default_factory=Counter)  # entry -> covered examples
-    seen: Counter = field(default_factory=Counter)  # entry -> covered examples that failed as documented
+    failed: Counter = field(default_factory=Counter)  # entry -> covered examples that failed as expected
+    seen: Counter = field(default_factory=Counter)  # entry -> covered examples that failed as it documents
     failures: list[Failure] = field(default_factory=list)  # failures no entry explains
     passed: list[dict[str, str]] = field(default_factory=list)  # features of passing examples (recording)
 
@@ -104,7 +105,12 @@ class Judge:
         except RuleViolation as failure:
             documented = [e for e in covering if failure.observed in e.observed]
             if documented:
-                self.seen[documented[0]] += 1
+                # Entries may overlap (an id entry and a model's entry): the failure is expected of
+                # each entry covering it, and seen for those that document its signature.
+                for entry in covering:
+                    self.failed[entry] += 1
+                for entry in documented:
+                    self.seen[entry] += 1
                 if all(not e.trigger for e in self.entries):
                     raise StopExploring() from None  # every example is covered alike: no more to learn
                 return
@@ -128,7 +134,7 @@ class Judge:
             raise RuleViolation(
                 f"{len(self.failures)} example(s) failed (recorded for --record-deviations); "
                 f"the first: {first.why}\nrequest:\n{first.repro}", first.observed, first.repro)
-        fixed = [e for e in self.entries if self.covered[e] and not self.seen[e]]
+        fixed = [e for e in self.entries if self.covered[e] and not self.failed[e]]
         if fixed:
             raise DeviationFixed("; ".join(
                 f"known deviation {e.label} no longer happens: its {self.covered[e]} covered example(s) "

@@ -132,7 +132,7 @@ def _model_matrix(outcomes: Sequence[Outcome], models: Sequence[str]) -> list[st
 def _deviation_status(deviation: Deviation, outcomes: Sequence[Outcome], unused: Sequence[Deviation]) -> str:
     if deviation in unused:
         return "unused (no model of this run is in its scope)"
-    mine = [o for o in outcomes if deviation.label in o.deviation.split("; ")]
+    mine = [o for o in outcomes if deviation.label in o.deviation.split("\n")]
     if mine:
         return f"confirmed in {len(mine)} test(s)"
     return "not seen in this run (see the failures above if it no longer happens)"

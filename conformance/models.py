@@ -50,7 +50,7 @@ class ModelUnderTest:
     """One model the rules run against."""
 
     name: str
-    version: str | None  # None: the unversioned path
+    version: str | None  # the version the probe chose (conformance/probe.py); None: unversioned path
     signature: Signature = field(default_factory=Signature)
     signature_from: str = UNKNOWN
     samples: tuple[Sample, ...] = ()

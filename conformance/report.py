@@ -81,7 +81,7 @@ class ReportPlugin:
             props = [
                 ("rule", meta.rule), ("transport", meta.transport), ("model", meta.model),
                 ("variant", meta.variant), ("examples", item.stash.get(EXAMPLES_KEY, 0)),
-                ("deviation", "; ".join(seen)),
+                ("deviation", "\n".join(seen)),
             ]
             names = {name for name, _ in props}
             # On the item too, so that pytest's JUnit XML lists them as <properties>.

@@ -144,7 +144,7 @@ def infer_calls(
         version=model.version,
         inputs=inputs,
         datatype=datatype,
-        id=draw(ids or plain_ids()) if wants_id else None,
+        id=draw(ids if ids is not None else plain_ids()) if wants_id else None,
         outputs=outputs,
         nested=draw(st.booleans()),
         raw=draw(st.booleans()),

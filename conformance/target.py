@@ -1,13 +1,17 @@
 """The server under test: where it is, what it is, which models it serves.
 
 ``resolve`` turns the command-line options into a :class:`Target`, starting the
-reference deployment when no ``--target-url`` is given. Anything that makes the
-run pointless (unreachable target, not a V2 server, a model it does not serve)
-raises :class:`TargetError` with one line saying what to fix.
+reference deployment when no ``--target-url`` is given, and probes what the target
+serves (``conformance.probe``: versions, versioned paths, index) before any rule
+runs; the rules use the version the probe chose (``Target.probe`` keeps the facts).
+Only what makes the run pointless (unreachable target, not a V2 server, a named
+model it does not serve on any path) raises :class:`TargetError` with one line
+saying what to fix; everything else is a probe fact, judged by its own rule.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +23,7 @@ import httpx
 import pytest
 
 from conformance.models import LocalModel, ModelsError, ModelUnderTest, from_local, from_server, local_models
+from conformance.probe import Capabilities, ModelFacts, not_served, probe_model, read_index
 from oip import GrpcClient, RestClient, TargetUnreachable
 from reference.catalog import MODELS
 from reference.errors import HarnessError
@@ -55,6 +60,7 @@ class Target:
     models_from: str
     started_reference: bool
     oracle_note: str
+    probe: Capabilities  # what the target serves, found before the rules (conformance/probe.py)
     reference: ReferenceServer | None = field(default=None, repr=False)
     oracles: dict[str, Any] = field(default_factory=dict, repr=False)  # name -> runtime oracle or why not
 
@@ -123,23 +129,26 @@ def _probe(url: str, grpc_target: str | None, options: Options, local: dict[str,
     try:
         with RestClient(url, timeout=PROBE_TIMEOUT_S) as rest:
             identity = _identity(rest, url)
+            index_answer, index = read_index(rest)
             if local is not None:
-                models, models_from = _local(rest, url, options, local)
+                models, facts, models_from = _local(rest, url, options, local, index)
             else:
-                models, models_from = _remote(rest, url, options)
+                models, facts, models_from = _remote(rest, url, options, index)
     except (TargetUnreachable, httpx.HTTPError) as exc:
         raise TargetError(f"cannot talk to --target-url {url}: {exc}") from None
     except ModelsError as exc:
         raise TargetError(str(exc)) from None
-    grpc_skip = None
+    grpc_skip, grpc_answer = None, "not asked: no gRPC target"
     if grpc_target is None:
         grpc_skip = "no --grpc-target given for this --target-url: gRPC rules not checked"
     else:
-        _check_grpc(grpc_target)
+        grpc_answer = _check_grpc(grpc_target)
+    probe = Capabilities(identity.name, identity.version, identity.extensions, index_answer,
+                         index is not None, grpc_target, grpc_answer, tuple(facts))
     return Target(
         rest_url=url, grpc_target=grpc_target, grpc_skip_reason=grpc_skip, identity=identity,
         models=models, models_from=models_from, started_reference=reference is not None,
-        oracle_note=_seed_oracle_note(models, reference is not None), reference=reference,
+        oracle_note=_seed_oracle_note(models, reference is not None), probe=probe, reference=reference,
     )
 
 
@@ -164,8 +173,12 @@ def _identity(rest: RestClient, url: str) -> ServerIdentity:
     )
 
 
-def _local(rest: RestClient, url: str, options: Options,
-           local: dict[str, LocalModel]) -> tuple[list[ModelUnderTest], str]:
+Index = dict[str, tuple[str | None, str | None]] | None
+Chosen = tuple[list[ModelUnderTest], list[ModelFacts], str]
+
+
+def _local(rest: RestClient, url: str, options: Options, local: dict[str, LocalModel],
+           index: Index) -> Chosen:
     names = list(local)
     source = f"--models-dir {options.models_dir}"
     if options.models:
@@ -173,61 +186,49 @@ def _local(rest: RestClient, url: str, options: Options,
         if unknown:
             raise TargetError(f"--models {','.join(unknown)}: not in {source} (it holds {', '.join(local)})")
         names, source = list(options.models), f"--models, {source}"
-    missing = [f"{n} ({why})" for n in names if (why := _not_served(rest, n, local[n].version))]
-    if missing:
-        raise TargetError(f"{url} does not serve {'; '.join(missing)}: "
-                          "check --models-dir, --models or the server")
-    models = [from_local(local[n], rest.model_metadata(n, local[n].version).json, oracle=True) for n in names]
-    return models, source
+    facts = [probe_model(rest, n, local[n].version, "models dir", (index or {}).get(n)) for n in names]
+    _all_served(url, facts, "check --models-dir, --models or the server")
+    models = [_with_version(from_local(local[f.name], f.metadata_body, oracle=True), f) for f in facts]
+    return models, facts, source
 
 
-def _remote(rest: RestClient, url: str, options: Options) -> tuple[list[ModelUnderTest], str]:
-    index = _repository_index(rest)
-    versions = {name: version for name, (version, _) in (index or {}).items() if version}
+def _remote(rest: RestClient, url: str, options: Options, index: Index) -> Chosen:
+    def probe(name: str) -> ModelFacts:
+        hint = MODELS[name].version if name in MODELS else None
+        return probe_model(rest, name, hint, "seed catalogue", (index or {}).get(name))
+
     if options.models:
-        chosen, source = list(options.models), "--models"
+        facts, source = [probe(n) for n in options.models], "--models"
     elif index is not None and (ready := [n for n, (_, state) in index.items() if state == "READY"]):
-        chosen, source = sorted(ready), "repository index"
+        facts, source = [probe(n) for n in sorted(ready)], "repository index"
     else:
-        chosen, source = [n for n in MODELS if not _not_served(rest, n, MODELS[n].version)], "ready probes"
-        if not chosen:
+        facts, source = [f for f in map(probe, MODELS) if f.ready], "ready probes"
+        if not facts:
             raise TargetError(
                 f"{url} has no repository index and serves none of the seed's models ({', '.join(MODELS)}): "
                 "name the models to check with --models"
             )
-    chosen_versions = {n: versions.get(n) or (MODELS[n].version if n in MODELS else None) for n in chosen}
-    missing = [f"{n} ({why})" for n in chosen if (why := _not_served(rest, n, chosen_versions[n]))]
+    _all_served(url, facts, "check --models or the server")
+    models = [_with_version(from_server(f.name, f.version, f.metadata_body, options.samples_dir), f)
+              for f in facts]
+    return models, facts, source
+
+
+def _all_served(url: str, facts: list[ModelFacts], fix: str) -> None:
+    missing = [f"{f.name} ({why})" for f in facts if (why := not_served(f))]
     if missing:
-        raise TargetError(f"{url} does not serve {'; '.join(missing)}: check --models or the server")
-    models = [from_server(n, chosen_versions[n], rest.model_metadata(n, chosen_versions[n]).json,
-                          options.samples_dir) for n in chosen]
-    return models, source
+        raise TargetError(f"{url} does not serve {'; '.join(missing)}: {fix}")
 
 
-def _not_served(rest: RestClient, name: str, version: str | None) -> str | None:
-    """None when the model answers ready (versioned or not), else what the server said."""
-    if version and rest.model_ready(name, version).status == 200:
-        return None
-    unversioned = rest.model_ready(name)
-    if unversioned.status == 200:
-        return None
-    return f"GET /v2/models/{name}/ready answered {unversioned.status} {unversioned.text[:80]!r}"
+def _with_version(model: ModelUnderTest, facts: ModelFacts) -> ModelUnderTest:
+    """The model at the version the probe chose (the unversioned path when that is None)."""
+    return model if model.version == facts.version else dataclasses.replace(model, version=facts.version)
 
 
-def _repository_index(rest: RestClient) -> dict[str, tuple[str, str]] | None:
-    response = rest.post_raw("/v2/repository/index", b"{}", {"Content-Type": "application/json"})
-    if response.status != 200 or not isinstance(response.json, list):
-        return None
-    return {
-        str(entry.get("name")): (str(entry.get("version") or ""), str(entry.get("state") or ""))
-        for entry in response.json if isinstance(entry, dict)
-    }
-
-
-def _check_grpc(target: str) -> None:
+def _check_grpc(target: str) -> str:
     with GrpcClient(target, timeout=PROBE_TIMEOUT_S) as client:
         try:
-            client.live()
+            return f"ServerLive OK live={client.live().live}"
         except grpc.RpcError as exc:
             raise TargetError(
                 f"cannot call ServerLive on --grpc-target {target}: {exc.code().name} "

@@ -16,6 +16,7 @@ from conformance.checks import (
     output_names,
     prediction_rows,
     sent,
+    shape_fits,
 )
 from conformance.explore import Explore
 from conformance.models import ModelUnderTest
@@ -122,6 +123,8 @@ def test_infer_batch_sizes(transport: Transport, model: ModelUnderTest, explore_
     if first and first[0] != -1:
         pytest.skip(f"{model.name}'s first input has a fixed first dimension {first[0]}: no batch")
 
+    declared = {spec.name: spec.shape for spec in model.signature.outputs}
+
     def check(call: InferCall) -> None:
         reply = sent(transport, call)
         n = call.inputs[0][1].shape[0]
@@ -131,5 +134,16 @@ def test_infer_batch_sizes(transport: Transport, model: ModelUnderTest, explore_
             expect_true(got.ndim >= 1 and got.shape[0] == n, reply,
                         f"{n} input rows gave an output {name!r} of shape {list(got.shape)}",
                         "wrong batch size")
+            if declared.get(name):  # the full shape: [n, ...the declared non-batch dimensions]
+                want = batch_shape(declared[name], n)
+                expect_true(shape_fits(got.shape, want), reply,
+                            f"{n} input rows gave an output {name!r} of shape {list(got.shape)}; "
+                            f"its declared shape {list(declared[name])} wants {want}", "wrong output shape")
 
     explore_examples(infer_calls(model, max_batch=LARGE_BATCH), check, explicit_calls(model))
+
+
+def batch_shape(declared: tuple[int, ...], n: int) -> list[int]:
+    """The shape ``n`` rows should give for an output declared ``declared``: the batch dimension
+    (a leading -1) is ``n``; any other -1 stays free."""
+    return [n, *declared[1:]] if declared and declared[0] == -1 else list(declared)

@@ -6,7 +6,17 @@ answers with the chosen faults:
 - ``drop-id``: inference answers lose their ``id``;
 - ``wrong-shape``: each output's last dimension grows by one (count != product(shape));
 - ``500-unknown-model``: a 404 for a model the upstream does not serve becomes a 500;
-- ``wrong-prediction``: predictions change (labels + 1 mod 10, probabilities p -> 1 - p).
+- ``wrong-prediction``: predictions change (labels + 1 mod 10, probabilities p -> 1 - p);
+- ``no-versioned-paths``: every ``/v2/models/<m>/versions/...`` path answers 501
+  ``{"error": "versioned paths not served"}`` (a server that serves unversioned paths only);
+- ``unserved-version-listed``: model metadata ``versions`` also lists ``v-listed-not-served``,
+  a version the upstream does not serve;
+- ``wrong-output-datatype``: each output's datatype changes (INT64 -> INT32, FP32 -> FP64, ...), data kept;
+- ``misnested-data``: each output's ``data`` becomes one list of all elements, whatever ``shape`` says;
+- ``nan-literal``: inference answers get ``"parameters": {"score": NaN}`` (not JSON);
+- ``duplicate-key``: inference answers repeat ``model_name`` (an earlier copy; the last one wins);
+- ``text-content-type``: inference answers say ``Content-Type: text/plain``;
+- ``gzip-unasked``: inference answers are gzip-encoded whatever the request's Accept-Encoding.
 
 Everything else (health, metadata, ``GET /v2`` identity, errors) passes through.
 It binds 127.0.0.1 on a free port::
@@ -23,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gzip
 import ipaddress
 import json
 import re
@@ -41,6 +52,9 @@ from oip.names import LOOPBACK
 TIMEOUT_S = 120.0
 INFER_PATH = re.compile(r"^/v2/models/(?P<model>[^/]+)(/versions/[^/]+)?/infer$")
 MODEL_PATH = re.compile(r"^/v2/models/(?P<model>[^/?]+)")
+VERSIONED_PATH = re.compile(r"^/v2/models/[^/]+/versions/")
+METADATA_PATH = re.compile(r"^/v2/models/[^/]+(/versions/[^/]+)?$")
+UNSERVED_VERSION = "v-listed-not-served"
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
                "host", "accept-encoding", "upgrade", "te", "trailer", "proxy-connection"}
 
@@ -72,12 +86,39 @@ def _wrong_prediction(body: dict[str, Any]) -> None:
         output["data"] = _changed(output.get("data"))
 
 
+OTHER_DATATYPE = {"INT64": "INT32", "INT32": "INT64", "FP32": "FP64", "FP64": "FP32", "FP16": "FP32",
+                  "UINT8": "UINT16", "BOOL": "UINT8", "BYTES": "BOOL"}
+
+
+def _wrong_output_datatype(body: dict[str, Any]) -> None:
+    for output in body.get("outputs") or []:
+        output["datatype"] = OTHER_DATATYPE.get(output.get("datatype"), "INT8")
+
+
+def _flat(value: Any) -> list[Any]:
+    return [x for v in value for x in _flat(v)] if isinstance(value, list) else [value]
+
+
+def _misnested_data(body: dict[str, Any]) -> None:
+    for output in body.get("outputs") or []:
+        output["data"] = [_flat(output.get("data") or [])]
+
+
+def _nan_literal(body: dict[str, Any]) -> None:
+    body["parameters"] = {**(body.get("parameters") or {}), "score": float("nan")}
+
+
 INFER_FAULTS: dict[str, Callable[[dict[str, Any]], None]] = {
     "drop-id": _drop_id,
     "wrong-shape": _wrong_shape,
     "wrong-prediction": _wrong_prediction,
+    "wrong-output-datatype": _wrong_output_datatype,
+    "misnested-data": _misnested_data,
+    "nan-literal": _nan_literal,
 }
-FAULTS = (*INFER_FAULTS, "500-unknown-model")
+ENVELOPE_FAULTS = ("duplicate-key", "text-content-type", "gzip-unasked")  # bytes and headers of infer answers
+FAULTS = (*INFER_FAULTS, "500-unknown-model", "no-versioned-paths", "unserved-version-listed")
+FAULTS = (*FAULTS, *ENVELOPE_FAULTS)
 
 
 def check_upstream(url: str) -> str:
@@ -140,6 +181,15 @@ class FaultyProxy:
 
     def rewrite(self, path: str, status: int, body: bytes) -> tuple[int, bytes]:
         """The (status, body) the client gets instead of the upstream's."""
+        if "no-versioned-paths" in self.faults and VERSIONED_PATH.match(path):
+            return 501, json.dumps({"error": "versioned paths not served"}).encode()
+        if "unserved-version-listed" in self.faults and status == 200 and METADATA_PATH.match(path):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(body)
+                if isinstance(parsed, dict):
+                    listed = parsed.get("versions") if isinstance(parsed.get("versions"), list) else []
+                    parsed["versions"] = [*listed, UNSERVED_VERSION]
+                    return status, json.dumps(parsed).encode()
         if "500-unknown-model" in self.faults and status == 404:
             match = MODEL_PATH.match(path)
             if match and unquote(match["model"]) not in self.served_models():
@@ -155,6 +205,23 @@ class FaultyProxy:
                     fault(parsed)
                 return status, json.dumps(parsed).encode()
         return status, body
+
+    def envelope(self, path: str, status: int, body: bytes,
+                 headers: list[tuple[str, str]]) -> tuple[bytes, list[tuple[str, str]]]:
+        """The body bytes and headers of an inference answer, broken by the envelope faults."""
+        if status != 200 or not INFER_PATH.match(path):
+            return body, headers
+        if "duplicate-key" in self.faults and body.startswith(b"{"):
+            with contextlib.suppress(ValueError, AttributeError):
+                name = json.loads(body).get("model_name")
+                body = b'{"model_name": ' + json.dumps(name).encode() + b", " + body[1:]
+        if "text-content-type" in self.faults:
+            headers = [(k, v) for k, v in headers if k.lower() != "content-type"]
+            headers.append(("Content-Type", "text/plain; charset=utf-8"))
+        if "gzip-unasked" in self.faults:
+            body = gzip.compress(body)
+            headers = [*headers, ("Content-Encoding", "gzip")]
+        return body, headers
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -180,6 +247,8 @@ class FaultyProxy:
                                                  upstream.content)
                     reply_headers = [(k, v) for k, v in upstream.headers.items()
                                      if k.lower() not in HOP_HEADERS]
+                    path = urlsplit(self.path).path
+                    body, reply_headers = proxy.envelope(path, status, body, reply_headers)
                 except httpx.HTTPError as exc:
                     status = 502
                     body = json.dumps({"error": f"faulty proxy: upstream failed: {exc}"}).encode()

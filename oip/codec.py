@@ -103,7 +103,11 @@ def to_json_tensor(
 
 
 def from_json_tensor(tensor: Mapping[str, Any]) -> np.ndarray:
-    """Decode a V2 JSON tensor dict (flat or nested ``data``) to an array of ``shape``."""
+    """Decode a V2 JSON tensor dict (flat or nested ``data``) to an array of ``shape``.
+
+    Nested ``data`` must nest exactly as ``shape`` (``[[1, 2], [3, 4]]`` for ``[2, 2]``, not
+    ``[[1, 2, 3, 4]]``); flat data needs only the right count.
+    """
     if not isinstance(tensor, Mapping):
         raise CodecError(f"a JSON tensor must be an object, got {type(tensor).__name__}")
     name = tensor.get("name", "<unnamed>")
@@ -119,6 +123,7 @@ def from_json_tensor(tensor: Mapping[str, Any]) -> np.ndarray:
         raise CodecError(f"tensor {name!r}: 'data' must be a list, got {type(data).__name__}")
     flat = _flatten(data)
     _check_count(name, len(flat), shape, "data elements")
+    _check_nesting(name, data, shape)
     allowed = _JSON_TYPES[info.dtype.kind]
     if not set(map(type, flat)) <= set(allowed):
         index, bad = next((i, x) for i, x in enumerate(flat) if type(x) not in allowed)
@@ -195,6 +200,32 @@ def _flatten(data: Sequence[Any]) -> list[Any]:
         else:
             stack.pop()
     return out
+
+
+def _check_nesting(name: str, data: Sequence[Any], shape: list[int]) -> None:
+    """Nested ``data`` must nest as ``shape`` does: at depth d, lists of shape[d] items; scalars last.
+
+    Flat data (no list inside) is the other valid form; anything in between is malformed.
+    """
+    if not any(isinstance(x, (list, tuple)) for x in data):
+        return
+
+    def walk(node: Any, depth: int, where: str) -> None:
+        if depth == len(shape):
+            if isinstance(node, (list, tuple)):
+                raise CodecError(f"tensor {name!r}: data{where} is a list, but shape {shape} has only "
+                                 f"{len(shape)} dimension(s); nested data must nest exactly as the shape")
+            return
+        if not isinstance(node, (list, tuple)):
+            raise CodecError(f"tensor {name!r}: data{where} is {node!r:.40}, but shape {shape} wants a list "
+                             f"of {shape[depth]} there; nested data must nest exactly as the shape")
+        if len(node) != shape[depth]:
+            raise CodecError(f"tensor {name!r}: data{where} has {len(node)} items, but dimension {depth} of "
+                             f"shape {shape} is {shape[depth]}; nested data must nest exactly as the shape")
+        for index, item in enumerate(node):
+            walk(item, depth + 1, f"{where}[{index}]")
+
+    walk(data, 0, "")
 
 
 def _utf8(name: str, index: int, value: bytes) -> str:

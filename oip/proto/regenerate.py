@@ -1,8 +1,9 @@
-"""Regenerate the Python modules of the vendored OIP proto: ``python -m oip.proto.regenerate``.
+"""Regenerate the Python modules of the vendored protos: ``python -m oip.proto.regenerate``.
 
 Runs ``grpc_tools.protoc`` (``GRPCIO_TOOLS``, pinned so that the generated code
 matches the protobuf runtime of requirements.lock) in a throw-away virtualenv,
 rewrites the service module's import to a relative one, and heads both modules
+of each proto (``PROTOS``: the OIP proto, and the Triton extensions' messages)
 with the sha256 of the proto they came from, which ``tests/unit/test_proto.py``
 checks.
 """
@@ -29,23 +30,37 @@ PRIVATE_POOL = (
     "# A private pool, so that a server's own copy of the same package can be imported beside it.\n"
     "_PRIVATE_POOL = _descriptor_pool.DescriptorPool()\n"
 )
-REWRITES = (
-    ("import open_inference_grpc_pb2 as", "from . import open_inference_grpc_pb2 as"),
-    ("_descriptor_pool.Default().AddSerializedFile(", "_PRIVATE_POOL.AddSerializedFile("),
-    ("_sym_db = _symbol_database.Default()\n", "_sym_db = _symbol_database.Default()\n" + PRIVATE_POOL),
-)
-MODULES = ("open_inference_grpc_pb2.py", "open_inference_grpc_pb2_grpc.py")
-STAMP = "# generated from open_inference_grpc.proto sha256={digest} by python -m oip.proto.regenerate\n"
+# Triton's model repository and statistics extensions (conformance/test_extensions*.py).
+EXTENSIONS_PROTO = HERE / "triton_extensions.proto"
+PROTOS = (PROTO, EXTENSIONS_PROTO)
 
 
-def proto_digest() -> str:
-    """The sha256 of the vendored proto, as stamped into the generated modules."""
-    return hashlib.sha256(PROTO.read_bytes()).hexdigest()
+def rewrites(proto: Path) -> tuple[tuple[str, str], ...]:
+    stem = proto.stem
+    return (
+        (f"import {stem}_pb2 as", f"from . import {stem}_pb2 as"),
+        ("_descriptor_pool.Default().AddSerializedFile(", "_PRIVATE_POOL.AddSerializedFile("),
+        ("_sym_db = _symbol_database.Default()\n", "_sym_db = _symbol_database.Default()\n" + PRIVATE_POOL),
+    )
 
 
-def stamped_digest(module: Path) -> str | None:
+def modules_of(proto: Path) -> tuple[str, str]:
+    return (f"{proto.stem}_pb2.py", f"{proto.stem}_pb2_grpc.py")
+
+
+REWRITES = rewrites(PROTO)
+MODULES = modules_of(PROTO)
+STAMP = "# generated from {proto} sha256={digest} by python -m oip.proto.regenerate\n"
+
+
+def proto_digest(proto: Path = PROTO) -> str:
+    """The sha256 of a vendored proto, as stamped into the generated modules."""
+    return hashlib.sha256(proto.read_bytes()).hexdigest()
+
+
+def stamped_digest(module: Path, proto: Path = PROTO) -> str | None:
     """The proto digest a generated module was made from, or None when unstamped."""
-    match = re.match(r"# generated from open_inference_grpc\.proto sha256=([0-9a-f]{64})", module.read_text())
+    match = re.match(rf"# generated from {re.escape(proto.name)} sha256=([0-9a-f]{{64}})", module.read_text())
     return match.group(1) if match else None
 
 
@@ -55,20 +70,23 @@ def regenerate() -> None:
         venv.create(env_dir, with_pip=True)
         python = env_dir / "bin" / "python"
         subprocess.run([python, "-m", "pip", "install", "--quiet", GRPCIO_TOOLS], check=True)
-        out = Path(scratch) / "out"
-        out.mkdir()
-        subprocess.run([python, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={out}",
-                        f"--grpc_python_out={out}", PROTO.name], check=True, cwd=HERE)
-        stamp = STAMP.format(digest=proto_digest())
-        for name in MODULES:
-            text = (out / name).read_text()
-            for old, new in REWRITES:
-                if old in text:
-                    text = text.replace(old, new)
-                elif name == MODULES[0] or old.startswith("import "):
-                    raise SystemExit(f"protoc's output changed: {old!r} is not in {name}; update REWRITES")
-            (HERE / name).write_text(stamp + text)
-    print(f"regenerated {', '.join(MODULES)} from {PROTO.name}")
+        for proto in PROTOS:
+            out = Path(scratch) / f"out-{proto.stem}"
+            out.mkdir()
+            subprocess.run([python, "-m", "grpc_tools.protoc", f"-I{HERE}", f"--python_out={out}",
+                            f"--grpc_python_out={out}", proto.name], check=True, cwd=HERE)
+            stamp = STAMP.format(proto=proto.name, digest=proto_digest(proto))
+            modules = modules_of(proto)
+            for name in modules:
+                text = (out / name).read_text()
+                for old, new in rewrites(proto):
+                    if old in text:
+                        text = text.replace(old, new)
+                    elif old.startswith("import ") == (name == modules[1]):  # each rewrite's own module
+                        raise SystemExit(f"protoc's output changed: {old!r} is not in {name}; "
+                                         "update rewrites")
+                (HERE / name).write_text(stamp + text)
+            print(f"regenerated {', '.join(modules)} from {proto.name}")
 
 
 if __name__ == "__main__":

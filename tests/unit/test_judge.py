@@ -115,3 +115,13 @@ def test_fail_on_levels_and_unadvertised_extensions() -> None:
     assert gates(extension, HARDENING, [])
     with pytest.raises(ValueError, match="choose one of"):
         gates(must, "MAY", ())
+
+
+def test_overlapping_entries_share_a_failure_and_neither_reads_as_fixed() -> None:
+    model_entry = Deviation("infer_echoes_id", "grpc", frozenset({"UNKNOWN"}))  # every example
+    judge = Judge([ID_ENTRY, model_entry])
+    judge.check(_fails("INTERNAL"), {"id": "é"})  # covered by both, documented by the id entry
+    judge.check(_fails("UNKNOWN"), {"id": "plain"})  # covered by the model entry only
+    assert judge.seen[ID_ENTRY] == 1 and judge.seen[model_entry] == 1
+    with pytest.raises(pytest.xfail.Exception):
+        judge.verdict()

@@ -1,0 +1,78 @@
+"""The answers rules turn red on the fault each one is about, and only on it.
+
+One ``fakes.faulty_proxy`` per fault in front of the reference deployment, and one
+run of the suite per proxy limited to the rules named here (``-k``); the runs are
+independent processes, started together. No gRPC target is given to a proxy, so
+only the REST side of each rule is judged. ``--fail-on hardening``: the
+content-encoding rule is harness policy, which otherwise does not fail a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from fakes.faulty_proxy import FaultyProxy
+
+FAILED = "fail"
+PASSED = "pass"
+
+
+@dataclass(frozen=True)
+class Case:
+    fault: str
+    must_fail: tuple[str, ...]  # rules whose every REST test must fail
+    must_pass: tuple[str, ...]  # rules the fault does not touch
+
+    @property
+    def selection(self) -> str:
+        return " or ".join(self.must_fail + self.must_pass)
+
+
+CASES = {case.fault: case for case in (
+    Case("duplicate-key", ("rest_answer_unique_keys",),
+         ("rest_answer_strict_json", "rest_json_content_type", "infer_outputs_well_formed")),
+    Case("nan-literal", ("rest_answer_strict_json",), ("rest_answer_unique_keys", "rest_json_content_type")),
+    Case("text-content-type", ("rest_json_content_type",),
+         ("rest_answer_strict_json", "infer_outputs_match_metadata")),
+    Case("gzip-unasked", ("rest_content_encoding",), ("rest_answer_strict_json", "rest_json_content_type")),
+    Case("wrong-output-datatype", ("infer_outputs_match_metadata",),
+         ("rest_json_content_type", "infer_parameters_are_scalars")),
+    Case("misnested-data", ("infer_outputs_well_formed",), ("rest_answer_strict_json",)),
+)}
+
+
+@pytest.fixture(scope="module")
+def case_runs(request: pytest.FixtureRequest, reference, start_suite: Callable
+              ) -> Iterator[dict[str, tuple[str, Any]]]:
+    """Per selected case: its proxy's URL and its suite run, all started together."""
+    selected = {item.callspec.params["fault"] for item in request.session.items if item.path == request.path
+                and getattr(item, "originalname", None) == test_answers_rule_catches_fault.__name__}
+    with contextlib.ExitStack() as stack:
+        runs = {}
+        for fault in selected:
+            case = CASES[fault]
+            proxy = stack.enter_context(FaultyProxy(reference.endpoints.rest_url, {fault}))
+            process = start_suite("--target-url", proxy.url, "-k", case.selection, "--fail-on", "hardening")
+            stack.callback(process.kill)
+            runs[fault] = (proxy.url, process)
+        yield runs
+
+
+@pytest.mark.parametrize("fault", CASES)
+def test_answers_rule_catches_fault(fault: str, case_runs) -> None:
+    case = CASES[fault]
+    proxy_url, process = case_runs[fault]
+    run = process.result()
+    assert run.results is not None, f"no results.json written:\n{run.output[-3000:]}"
+    assert run.returncode == 1, run.output[-3000:]
+    for rule in case.must_fail:
+        assert run.statuses(rule) == {FAILED}, (rule, run.statuses(rule), run.output[-3000:])
+        assert all(proxy_url in o["detail"] for o in run.outcomes(rule))  # the request to repeat
+    for rule in case.must_pass:
+        assert run.statuses(rule) <= {PASSED, "skipped"} and PASSED in run.statuses(rule), \
+            (rule, run.statuses(rule), run.output[-3000:])
