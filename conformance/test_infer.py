@@ -39,7 +39,7 @@ def test_infer_echoes_model_name_and_version(transport: Transport, model: ModelU
 
 
 # An id is any string: these are tried before the drawn ones.
-EDGE_IDS = ("plain-id", "é", "日本語", " padded ", "line\nbreak", "tab\there", "😀")
+EDGE_IDS = ("plain-id", "é", "日本語", " padded ", "line\nbreak", "tab\there", "😀", "nul\x00byte")
 
 
 def test_infer_echoes_id(transport: Transport, model: ModelUnderTest, explore_examples: Explore) -> None:
