@@ -30,8 +30,8 @@ def _version(model: ModelUnderTest, path: str) -> str | None:
 
 
 def _no_versioned_path(model: ModelUnderTest) -> str:
-    return (f"{model.name}: the probe found no version served on /versions/<v> (rule {VERSIONED_RULE}); "
-            "the rules use the unversioned path")
+    return (f"{model.name}: no version to ask on /versions/<v> (none named, or none served: rule "
+            f"{VERSIONED_RULE}); the rules use the unversioned path")
 
 
 def _refused_unversioned(reply: Reply, path: str) -> bool:
