@@ -34,7 +34,9 @@ def test_every_rule_has_exactly_one_test_named_after_it() -> None:
 def test_every_error_rule_has_bad_requests_and_every_builder_a_rule() -> None:
     assert set(BUILDERS) <= set(RULES)
     error_rules = {r for r in RULES if r.startswith("error_")}
-    assert error_rules == set(BUILDERS)
+    assert error_rules <= set(BUILDERS)
+    # Bad requests with a rule of their own that is not a client-error rule (a 2xx may be right).
+    assert set(BUILDERS) - error_rules == {"infer_mistyped_element_coerced_or_refused"}
     for rule, builders in BUILDERS.items():
         assert builders.rest or builders.grpc, rule
 
