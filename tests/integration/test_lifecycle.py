@@ -112,11 +112,18 @@ SIGNALS = {s.name: s for s in (signal.SIGKILL, signal.SIGTERM, signal.SIGINT)}
 REST_LINE = re.compile(rf"REST\s+http://{re.escape(LOOPBACK)}:(\d+)")
 
 
+def _as_from_a_terminal() -> None:
+    """A shell gives a command SIGINT at its default; a test runner started in the background (tox under
+    `cmd &`, a CI step) may pass on an ignored SIGINT, and Ctrl-C could then not be tested."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _launch_cli_server() -> subprocess.Popen:
     """`python -m reference serve --free-ports`, as a user starts it."""
     return subprocess.Popen(
         [sys.executable, "-m", "reference", "serve", "--free-ports"],
         cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=_as_from_a_terminal,
     )
 
 
