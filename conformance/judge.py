@@ -111,8 +111,10 @@ class Judge:
                     self.failed[entry] += 1
                 for entry in documented:
                     self.seen[entry] += 1
-                if all(not e.trigger for e in self.entries):
-                    raise StopExploring() from None  # every example is covered alike: no more to learn
+                # Every example is covered alike and each entry showed itself: no more to learn. Never
+                # while a real failure is being shrunk (hypothesis would drop it for this one).
+                if not self.failures and all(not e.trigger and self.seen[e] for e in self.entries):
+                    raise StopExploring() from None
                 return
             self.failures.append(Failure(failure.observed, failure.why, failure.repro, features))
             if self.recording:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from conformance.calls import TRANSPORTS
@@ -26,7 +26,9 @@ class Header:
 
 def render(header: Header, outcomes: Sequence[Outcome], models: Sequence[str],
            in_force: InForce, substitutions: dict[str, str], stopped: str | None,
-           unused: Sequence[Deviation] = (), causes: Sequence[Cause] = ()) -> str:
+           unused: Sequence[Deviation] = (), causes: Sequence[Cause] = (),
+           coverage: Mapping[Deviation, tuple[int, int]] | None = None) -> str:
+    """``coverage``: per entry, how many of its tests ran and how many examples it covered."""
     parts = [f"# {header.title}", "", *[f"- **{k}**: {v}" for k, v in header.lines], ""]
     if stopped:
         parts += [f"> **The run stopped early:** {stopped}", ""]
@@ -35,7 +37,7 @@ def render(header: Header, outcomes: Sequence[Outcome], models: Sequence[str],
     parts += _causes(causes, {o.nodeid: o for o in outcomes}, substitutions)
     parts += _server_matrix(outcomes)
     parts += _model_matrix(outcomes, models)
-    parts += _deviations(outcomes, in_force, substitutions, unused)
+    parts += _deviations(outcomes, in_force, substitutions, unused, coverage or {})
     parts += _notes([o for o in outcomes if o.note])
     parts += _skips([o for o in outcomes if o.status == SKIP])
     return "\n".join(parts).rstrip() + "\n"
@@ -129,24 +131,31 @@ def _model_matrix(outcomes: Sequence[Outcome], models: Sequence[str]) -> list[st
             "datatypes); the failures and skips below name them.", ""]
 
 
-def _deviation_status(deviation: Deviation, outcomes: Sequence[Outcome], unused: Sequence[Deviation]) -> str:
+def _deviation_status(deviation: Deviation, outcomes: Sequence[Outcome], unused: Sequence[Deviation],
+                      coverage: Mapping[Deviation, tuple[int, int]]) -> str:
     if deviation in unused:
         return "unused (no model of this run is in its scope)"
     mine = [o for o in outcomes if deviation.label in o.deviation.split("\n")]
     if mine:
         return f"confirmed in {len(mine)} test(s)"
-    return "not seen in this run (see the failures above if it no longer happens)"
+    tests, covered = coverage.get(deviation, (0, 0))
+    if not tests:
+        return "not run (its tests were not selected or were skipped)"
+    if not covered:
+        return (f"not exercised: its trigger matched no example of its {tests} test(s) in this run (the "
+                "draws missed it, or these models cannot show it; a trigger that never matches is a typo)")
+    return "not confirmed (see the root causes above: fixed or changed)"
 
 
 def _deviations(outcomes: Sequence[Outcome], in_force: InForce, substitutions: dict[str, str],
-                unused: Sequence[Deviation]) -> list[str]:
+                unused: Sequence[Deviation], coverage: Mapping[Deviation, tuple[int, int]]) -> list[str]:
     rows = ["## Known deviations", "", f"In force: {in_force.describe()}.", ""]
     if not in_force.entries:
         return [*rows, "No baseline applies to this server: every rule is judged as written, and no failure "
                 "is expected. Record one with `--record-deviations FILE`.", ""]
     body = [[f"`{d.rule}`" + "".join(f" ({k}={v})" for k, v in d.where.items()),
              TRANSPORT_TITLES[d.transport], d.scope, d.spec, d.server_does,
-             _deviation_status(d, outcomes, unused), f"{d.file.name if d.file else ''}:{d.line}"]
+             _deviation_status(d, outcomes, unused, coverage), f"{d.file.name if d.file else ''}:{d.line}"]
             for d in in_force.entries]
     columns = ["rule", "transport", "scope", "the spec says", "the server does", "this run", "entry"]
     rows += markdown_table(columns, body)

@@ -18,8 +18,17 @@ from conformance.judge import Judge
 from conformance.results import TestMeta
 from conformance.rules import RULES
 
-MAX_TRIGGER_VALUES = 20  # more distinct failing values than this: no trigger (the entry covers all)
+MAX_TRIGGER_VALUES = 20  # more distinct failing values than this, and no class fits: no trigger
 NOT_TRIGGERS = frozenset({"model", "version"})  # scoped by `models` / the test, never by trigger
+# Classes of values a trigger generalises to (one, or two joined): all failing values match, no passing
+# value does. A class covers the next run's drawn values too; a list of exact values only this run's.
+CLASSES = (
+    r"\x00",  # a NUL
+    r"[\x00-\x1f\x7f]",  # a control character
+    r"[^\x00-\xff]",  # a character outside Latin-1
+    r"[^\x20-\x7e]",  # a character outside printable ASCII
+    r"^\s|\s$",  # a leading or trailing blank
+)
 
 
 @dataclass(frozen=True)
@@ -36,17 +45,29 @@ def narrow_trigger(failing: Sequence[dict[str, str]], passing: Sequence[dict[str
     if not passing or not failing:
         return {}
     common = set.intersection(*(set(f) for f in failing)) - NOT_TRIGGERS
-    best: tuple[str, set[str]] | None = None
+    exact: tuple[str, set[str]] | None = None
     for key in sorted(common):
         failed = {f[key] for f in failing}
-        if failed & {p.get(key) for p in passing} or len(failed) > MAX_TRIGGER_VALUES:
+        passed = {p[key] for p in passing if key in p}
+        if failed & passed:
             continue
-        if best is None or len(failed) < len(best[1]):
-            best = (key, failed)
-    if best is None:
+        if (pattern := _class_of(failed, passed)) is not None:
+            return {key: pattern}
+        if len(failed) <= MAX_TRIGGER_VALUES and (exact is None or len(failed) < len(exact[1])):
+            exact = (key, failed)
+    if exact is None:
         return {}
-    key, values = best
+    key, values = exact
     return {key: "^(?:" + "|".join(re.escape(v) for v in sorted(values)) + ")$"}
+
+
+def _class_of(failed: set[str], passed: set[str]) -> str | None:
+    """The narrowest class (or pair of classes) every failing value has and no passing value has."""
+    candidates = [*CLASSES, *(f"{a}|{b}" for i, a in enumerate(CLASSES) for b in CLASSES[i + 1:])]
+    for pattern in candidates:
+        if all(re.search(pattern, v) for v in failed) and not any(re.search(pattern, v) for v in passed):
+            return pattern
+    return None
 
 
 def entries(judged: Sequence[Judged], substitutions: dict[str, str]) -> list[dict[str, Any]]:
@@ -74,7 +95,9 @@ def entries(judged: Sequence[Judged], substitutions: dict[str, str]) -> list[dic
             entry["trigger"] = trigger
         note = f"{len(failures)} failing example(s) recorded"
         if passing and not trigger:
-            note += f"; {len(passing)} passed, but no one feature tells them apart, so the entry covers all"
+            note += (f"; {len(passing)} passed, but no feature's values (exactly, up to "
+                     f"{MAX_TRIGGER_VALUES}, or by a character class) tell them apart, so the entry "
+                     "covers every example: narrow it")
         entry["observed"] = sorted({f.observed for f in failures})
         entry["spec"] = RULES[rule].quote or RULES[rule].says
         entry["server_does"] = f"answered {first.observed}: {first.why} ({note})"

@@ -20,7 +20,7 @@ from conformance.causes import root_causes
 from conformance.checks import RuleViolation
 from conformance.deviations import InForce, write
 from conformance.explore import EXAMPLES_KEY
-from conformance.judge import IN_FORCE_KEY, JUDGE_KEY, DeviationChanged, DeviationFixed
+from conformance.judge import IN_FORCE_KEY, JUDGE_KEY, DeviationFixed
 from conformance.markdown import Header, render, substituted
 from conformance.results import FAIL, Outcome, TestMeta, classify, worse
 from conformance.rules import HARDENING, RULES, gates
@@ -31,23 +31,30 @@ META_KEY = pytest.StashKey[TestMeta]()
 RECORD_KEY = pytest.StashKey[str]()  # the --record-deviations file
 
 
-def _failure_of(item: pytest.Item, call: pytest.CallInfo[Any]) -> dict[str, str]:
-    """What the server did (observed), in one line (why), and its reproduction, for a failed test."""
+def _is_rule_failure(exc: BaseException | None) -> bool:
+    """The server broke the rule (possibly several examples at once, as hypothesis groups them)."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_is_rule_failure(e) for e in exc.exceptions)
+    return isinstance(exc, RuleViolation)
+
+
+def _failure_of(item: pytest.Item, call: pytest.CallInfo[Any]) -> dict[str, Any]:
+    """What the server did (observed), in one line (why), its reproduction, and ``strict``: whether the
+    failure fails the run whatever the rule's level (a known deviation changed or fixed, or an error of
+    the test itself rather than a broken rule)."""
+    exc = call.excinfo.value if call.excinfo is not None else None
     judge = item.stash.get(JUDGE_KEY, None)
     first = judge.first_failure if judge is not None else None
-    if first is not None:
-        return {"observed": first.observed, "why": first.why, "repro": first.repro}
-    exc = call.excinfo.value if call.excinfo is not None else None
-    if isinstance(exc, RuleViolation):
-        return {"observed": exc.observed, "why": exc.why, "repro": exc.repro}
+    why = str(exc).split("\n", 1)[0][:300] if exc is not None else ""
     if isinstance(exc, DeviationFixed):
-        return {"observed": "deviation no longer happens", "why": str(exc).split("\n", 1)[0], "repro": ""}
-    if isinstance(exc, DeviationChanged):
-        return {"observed": "deviation changed", "why": str(exc).split("\n", 1)[0], "repro": ""}
-    if exc is not None:
-        return {"observed": f"{type(exc).__name__} in the test", "why": str(exc).split("\n", 1)[0][:300],
-                "repro": ""}
-    return {}
+        return {"observed": "deviation no longer happens", "why": why, "repro": "", "strict": True}
+    strict = call.when != "call" or not _is_rule_failure(exc)
+    if first is not None:
+        return {"observed": first.observed, "why": first.why, "repro": first.repro, "strict": strict}
+    if isinstance(exc, RuleViolation):
+        return {"observed": exc.observed, "why": exc.why, "repro": exc.repro, "strict": strict}
+    name = type(exc).__name__ if exc is not None else "error"
+    return {"observed": f"{name} in the test ({call.when})", "why": why, "repro": "", "strict": True}
 
 
 class ReportPlugin:
@@ -105,9 +112,12 @@ class ReportPlugin:
         if "note" in props:
             previous.note = str(props["note"])
         if status == FAIL:
-            for key, value in self.failures.get(report.nodeid, {}).items():
+            failure = dict(self.failures.get(report.nodeid, {"strict": True}))
+            strict = bool(failure.pop("strict"))
+            for key, value in failure.items():
                 setattr(previous, key, value)
-            previous.gating = self._gates(props["rule"])
+            previous.strict = strict
+            previous.gating = strict or self._gates(props["rule"])
         previous.examples = max(previous.examples, int(props["examples"]))
         previous.seconds += report.duration
 
@@ -125,13 +135,15 @@ class ReportPlugin:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         failed = [o for o in self.outcomes.values() if o.status == FAIL]
         self.ungated = sum(not o.gating for o in failed)
-        other_failures = session.testsfailed > len(failed)  # tests outside the rules, errors...
+        # Tests outside the rules, and errors of the tests themselves, always count.
+        other_failures = session.testsfailed > len(failed) or any(o.strict for o in failed)
         recording = bool(self.config.stash.get(RECORD_KEY, None))
         if exitstatus == pytest.ExitCode.TESTS_FAILED and not other_failures \
                 and (recording or all(not o.gating for o in failed)):
             session.exitstatus = pytest.ExitCode.OK
         self.exit_status = int(session.exitstatus)
-        self._record()
+        if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+            self._record()  # not after an interrupted run: a partial baseline would mislead
         self.write()
 
     def _record(self) -> None:
@@ -143,7 +155,11 @@ class ReportPlugin:
         header = (f"Recorded by `pytest conformance --record-deviations` (run {self.run.run_id}) against "
                   f"{target.rest_url}.\nReview each entry (narrow its trigger, quote the spec) before "
                   "committing it; pass it back with --deviations FILE.")
-        write(path, target.identity.name, target.identity.version, found, header)
+        try:
+            write(path, target.identity.name, target.identity.version, found, header)
+        except FileExistsError:
+            self.recorded = f"NOT recorded: {path} appeared during the run (a recording never overwrites)"
+            return
         self.recorded = f"{len(found)} deviation entries recorded in {path}"
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
@@ -171,7 +187,7 @@ class ReportPlugin:
                 f"(--fail-on {self.config.getoption('--fail-on')}; --fail-on {HARDENING} makes every "
                 "failure count)")
         if self.recorded:
-            terminalreporter.write_line(f"conformance: {self.recorded}; exit status 0 (the run completed)")
+            terminalreporter.write_line(f"conformance: {self.recorded}; exit status {self.exit_status}")
         terminalreporter.write_line(
             f"conformance: {examples} examples drawn (hypothesis profile "
             f"{settings.get_current_profile_name()!r}); report: {self.run.file('report.md')}")
@@ -190,8 +206,10 @@ class ReportPlugin:
         substitutions = {"$URL": target.rest_url, "$GRPC": target.grpc_target or "$GRPC"} if target else {}
         unused = in_force.unused(target.models) if target else []
         causes = root_causes(outcomes)
+        coverage = {e: (sum(e in j.judge.entries for j in self.judged),
+                        sum(j.judge.covered[e] for j in self.judged)) for e in in_force.entries}
         text = render(self._header(target, outcomes), outcomes, models, in_force, substitutions, self.stopped,
-                      unused, causes)
+                      unused, causes, coverage)
         self.run.write_text("report.md", text)
         self.run.write_json("results.json", {
             "run_id": self.run.run_id,

@@ -25,6 +25,7 @@ class Outcome:
     seconds: float = 0.0
     level: str = ""  # the rule's level (conformance.rules)
     gating: bool = True  # whether a failure of this test fails the run (see --fail-on)
+    strict: bool = False  # a failure that counts whatever the level: deviation changed/fixed, test error
     observed: str = ""  # a failure's short signature: what the server did
     why: str = ""  # a failure's first line
     repro: str = ""  # the request that shows a failure

@@ -15,6 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+#: The features examples are described by (conformance.judge.features_of, the bad requests' own
+#: ``broken`` marks, the envelope rules' probes): the keys a ``trigger`` may use.
+FEATURES = frozenset({
+    "model", "version", "id", "input", "shape", "rows", "datatype", "raw", "nested", "outputs", "padding",
+    "path", "content_type", "bytes", "method", "field", "dimension", "layout", "element",
+    "kind", "body", "accept_encoding", "during",
+})
+#: The test parameters other than transport and model: the keys ``where`` may use.
+WHERE_KEYS = frozenset({"datatype", "endpoint", "path"})
+
 
 @dataclass(frozen=True, eq=False)
 class Deviation:

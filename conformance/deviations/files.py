@@ -19,7 +19,7 @@ from typing import Any
 
 import tomli_w
 
-from conformance.deviations.entry import Deviation
+from conformance.deviations.entry import FEATURES, WHERE_KEYS, Deviation
 from conformance.rules import RULES
 
 BUILTIN_DIR = Path(__file__).resolve().parent
@@ -106,6 +106,14 @@ def _entry(path: Path, line: int, item: Any) -> Deviation:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise DeviationsError(f"{where}: {key} must be a table of strings, "
                                   f"e.g. {key} = {{ id = \"...\" }}")
+    unknown_where = sorted(set(item.get("where", {})) - WHERE_KEYS)
+    if unknown_where:
+        raise DeviationsError(f"{where}: where names unknown test parameters {unknown_where}; "
+                              f"they are {sorted(WHERE_KEYS)}")
+    unknown_features = sorted(set(item.get("trigger", {})) - FEATURES)
+    if unknown_features:
+        raise DeviationsError(f"{where}: trigger names unknown features {unknown_features}; "
+                              f"examples have {sorted(FEATURES)}")
     for feature, pattern in item.get("trigger", {}).items():
         try:
             re.compile(pattern)

@@ -49,6 +49,8 @@ def test_a_good_file_loads_with_entry_lines(tmp_path: Path) -> None:
     (("[server]", "[serveur]"), ":1: needs a [server] table"),
     (("version = \"2.0\"", "version = 2.0"), ":1: needs a [server] table"),
     (("[[deviation]]", "[[deviation]"), "not valid TOML"),
+    (("trigger = { id", "trigger = { modle"), ":5: trigger names unknown features ['modle']"),
+    (("models = [\"m1\"]", "where = { paht = \"x\" }"), ":5: where names unknown test parameters ['paht']"),
 ])
 def test_a_bad_file_is_refused_in_one_line_naming_file_and_line(tmp_path: Path, change, message) -> None:
     path = _file(tmp_path, GOOD.replace(*change))

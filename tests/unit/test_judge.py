@@ -76,7 +76,8 @@ def test_recording_keeps_every_failure_and_passing_features() -> None:
 def test_the_trigger_is_as_narrow_as_the_failing_examples_show() -> None:
     failing = [{"id": "é", "raw": "false"}, {"id": "日本", "raw": "true"}]
     passing = [{"id": "plain", "raw": "false"}]
-    assert narrow_trigger(failing, passing) == {"id": "^(?:é|日本)$"}
+    assert narrow_trigger(failing, passing) == {"id": r"[^\x20-\x7e]"}  # a class fits
+    assert narrow_trigger([{"id": "a"}, {"id": "b"}], [{"id": "c"}]) == {"id": "^(?:a|b)$"}  # none does
     assert narrow_trigger(failing, []) == {}  # every example failed: the entry covers all
     assert narrow_trigger([{"id": "x"}], [{"id": "x"}]) == {}  # nothing tells them apart
 
@@ -125,3 +126,19 @@ def test_overlapping_entries_share_a_failure_and_neither_reads_as_fixed() -> Non
     assert judge.seen[ID_ENTRY] == 1 and judge.seen[model_entry] == 1
     with pytest.raises(pytest.xfail.Exception):
         judge.verdict()
+
+
+def test_a_recorded_trigger_generalises_to_a_character_class_where_one_fits() -> None:
+    failing = [{"id": "é"}, {"id": "日本"}, {"id": "tab\there"}]
+    passing = [{"id": "plain"}, {"id": "with space"}]
+    assert narrow_trigger(failing, passing) == {"id": r"[^\x20-\x7e]"}
+    assert narrow_trigger([{"id": "ab\x00cd"}], [{"id": "ab"}, {"id": "é"}]) == {"id": r"\x00"}
+
+
+def test_a_documented_failure_never_stops_the_exploration_of_a_real_one() -> None:
+    entry = Deviation("error_deep_json", "rest", frozenset({"422 detail"}))
+    judge = Judge([entry])
+    with pytest.raises(DeviationChanged):
+        judge.check(_fails("500 text"), {})  # a real failure: hypothesis now shrinks it
+    judge.check(_fails("422 detail"), {})  # a shrink step failing as documented: no StopExploring
+    assert judge.seen[entry] == 1 and len(judge.failures) == 1
