@@ -200,7 +200,15 @@ def _remote(rest: RestClient, url: str, options: Options, index: Index) -> Chose
     if options.models:
         facts, source = [probe(n) for n in options.models], "--models"
     elif index is not None and (ready := [n for n, (_, state) in index.items() if state == "READY"]):
-        facts, source = [probe(n) for n in sorted(ready)], "repository index"
+        listed = [probe(n) for n in sorted(ready)]
+        facts, source = [f for f in listed if not not_served(f)], "repository index"
+        # The index contradicting the ready probes is the repository_index rule's to report: not a crash.
+        if contradicted := [f.name for f in listed if not_served(f)]:
+            source += (f"; left out, listed READY but answering not ready: {', '.join(contradicted)} "
+                       "(rule repository_index)")
+        if not facts:
+            raise TargetError(f"{url}: every model its repository index lists as READY answers not ready "
+                              f"({', '.join(contradicted)}): check the server, or name models with --models")
     else:
         facts, source = [f for f in map(probe, MODELS) if f.ready], "ready probes"
         if not facts:
