@@ -26,6 +26,16 @@ FIXED_SCENARIO: dict[str, Any] = {
     "transports": "rest,grpc",
     "batch_size": 1,
 }
+# The same load with 5% of it malformed (every kind of bad request the conformance suite knows),
+# in alternating 5 s windows: `python -m bench run --scenario robustness` (bench/robustness.py).
+ROBUSTNESS_SCENARIO: dict[str, Any] = {
+    **FIXED_SCENARIO,
+    "name": "robustness-5pct",
+    "bad_share": "5%",
+    "bad_window_s": 5,
+    "thresholds": ("liveness_lost==0", "bad_unclassified==0", "good_error_rate<=0"),  # default gates
+}
+SCENARIOS = {"mixed": FIXED_SCENARIO, "robustness": ROBUSTNESS_SCENARIO}
 LOCUST_FILES = ("locust.html", "locust_stats.csv", "locust_stats_history.csv",
                 "locust_failures.csv", "locust_exceptions.csv", "latency.json")
 
@@ -78,11 +88,25 @@ def locust_args(scenario: dict[str, Any], seconds: float, rest_url: str, grpc_ta
         "--host", rest_url, "--grpc-host", grpc_target,
         "-u", str(users), "-r", str(users), "-t", f"{max(1, round(seconds))}s",
         "--transports", scenario["transports"], "--batch-size", str(scenario.get("batch_size", 1)),
+        # statistics (and the run's clock) restart once every user is spawned: throughput is
+        # over the measured window only, not the spawn ramp
+        "--reset-stats",
     ]
     for key, option in (("mix", "--mix"), ("models_dir", "--models-dir"), ("samples", "--samples")):
         if scenario.get(key):
             args += [option, str(scenario[key])]
+    args += scenario.get("abort") or []  # --abort-when RULE / --no-abort (python -m bench run)
     return [*args, *(extra or [])]
+
+
+def bad_traffic_args(scenario: dict[str, Any], thresholds: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """The Locust options of a scenario with bad traffic (none for one without), thresholds included."""
+    if not scenario.get("bad_share"):
+        return []
+    args = ["--bad-share", str(scenario["bad_share"]), "--bad-window", str(scenario.get("bad_window_s", 5))]
+    if scenario.get("bad_kinds"):
+        args += ["--bad-kinds", str(scenario["bad_kinds"])]
+    return args + [a for t in thresholds for a in ("--bad-threshold", t)]
 
 
 def measure(rest_url: str, grpc_target: str, seconds: float, reports_root: Path,

@@ -2,9 +2,13 @@
 
 For each ``parallel_workers`` setting, a fresh reference deployment is loaded
 with 1, 2, 4, ... closed-loop users (a short warm-up first); a setting's sweep
-stops at the first step whose p99 passes the limit or that has errors. The
-report gives, per setting, the highest throughput measured under the limit,
-and plots latency against throughput.
+stops at the first step whose p99 passes the limit or that has errors. Each
+step is measured in ``windows`` equal windows (default 3), so that its change
+of throughput against the step before has a 95 % bootstrap interval over the
+windows and a verdict against the tolerance (:mod:`reporting.stats`): a step
+whose throughput is ``same`` as the last one's (or lower) means the
+deployment is saturated. The report gives, per setting, the highest
+throughput measured under the limit, and plots latency against throughput.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.scenario import FIXED_SCENARIO, for_models, measure
+from bench.windows import compact_scopes, merged_scopes
 from reference.paths import MODELS_DIR
 from reference.server import ReferenceServer
+from reporting import stats
 from reporting.runs import Run, new_run
 from reporting.writer import write_report
 
@@ -32,6 +38,8 @@ class SweepOptions:
     mix: str = ""  # "": the seed's 3:1, or every served model alike
     models_dir: Path = MODELS_DIR
     samples: Path | None = None
+    windows: int = 3  # per step: the interval on a step's change is over these
+    tolerance: float = 0.10
 
 
 @dataclass
@@ -47,6 +55,20 @@ def best_under_limit(steps: list[dict[str, Any]], limit_us: float) -> dict[str, 
         return {"users": None, "throughput_rps": None, "p99_us": None}
     best = max(ok, key=lambda s: s["throughput_rps"] or 0)
     return {"users": best["users"], "throughput_rps": best["throughput_rps"], "p99_us": best["p99_us"]}
+
+
+def step_change(previous: dict[str, Any] | None, step: dict[str, Any], tolerance: float) -> dict[str, Any]:
+    """A step's throughput against the step before: ratio, 95 % interval over windows, verdict."""
+    if previous is None:
+        return {"verdict": "first step"}
+    try:
+        interval = stats.two_sample_ratio(previous["window_rps"], step["window_rps"])
+    except (ValueError, KeyError) as exc:
+        return {"verdict": f"inconclusive ({exc})"}
+    verdict = stats.decide("throughput", interval, tolerance, unit="windows per step")
+    word = {"faster": "more throughput", "slower": "less throughput",
+            "same": "same throughput (saturated)"}.get(verdict.word, str(verdict))
+    return {**interval.to_dict(), "verdict": word}
 
 
 def run_sweep(options: SweepOptions) -> SweepResult:
@@ -76,17 +98,22 @@ def run_sweep(options: SweepOptions) -> SweepResult:
                     measure(e.rest_url, e.grpc_target, options.warmup_s, scratch / "warmup",
                             {**base, "users": max(options.users)})
                 for users in options.users:
-                    m = measure(e.rest_url, e.grpc_target, options.step_s, scratch / f"u{users}",
-                                {**base, "users": users})
-                    overall = m.overall
+                    windows = [measure(e.rest_url, e.grpc_target, options.step_s / max(1, options.windows),
+                                       scratch / f"u{users}-w{k}", {**base, "users": users})
+                               for k in range(max(1, options.windows))]
+                    overall = merged_scopes(windows).get("", {})
                     lat = overall.get("latency_us") or {}
                     step = {"parallel_workers": workers, "users": users,
                             "throughput_rps": overall.get("throughput_rps"),
                             "p50_us": lat.get("p50"), "p99_us": lat.get("p99"),
-                            "errors": sum((overall.get("errors") or {}).values())}
+                            "errors": sum((overall.get("errors") or {}).values()),
+                            "window_rps": [compact_scopes(m.scopes).get("", {}).get("throughput")
+                                           for m in windows]}
+                    step["vs_previous"] = step_change(steps[-1] if steps else None, step, options.tolerance)
                     steps.append(step)
                     sweep["steps"].append(step)
-                    summary["warnings"] += [f"pw={workers} u={users}: {w}" for w in m.warnings]
+                    summary["warnings"] += [f"pw={workers} u={users}: {w}"
+                                            for m in windows for w in m.warnings]
                     write_report(run, summary, draw_plots=False)
                     if step["errors"] or (step["p99_us"] or 0) > options.p99_limit_us:
                         break

@@ -1,27 +1,31 @@
 """Comparisons that survive noise: against a stored baseline, and A/B within one run.
 
 A baseline comparison reads two ``summary.json`` files of the same schema and
-gives, per model x transport, the relative change of throughput and latency
-percentiles against a tolerance. An A/B comparison takes rounds measured
-interleaved (A, B, A, B, ...) in one run, so that both sides see the same
-machine noise, and decides from the per-round ratios B/A: their median and
-their spread.
+gives, per scope (overall, model, model/transport) and metric, the change with
+a 95 % bootstrap interval over each run's measured stability windows
+(:mod:`reporting.stats`), judged against the tolerance: relative for
+throughput and latency, absolute points for the error rate. The run's verdict
+comes from the overall scope; the other scopes are shown. A baseline without
+windows (one value per side) gives no interval: ``inconclusive``.
+
+An A/B comparison (``bench ab``) takes rounds measured interleaved in one run
+and bootstraps the per-round ratios B/A (:func:`reporting.stats.paired_ratio`).
 """
 
 from __future__ import annotations
 
 import json
-import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reporting import stats
 from reporting.summary import SCHEMA
 
 DEFAULT_TOLERANCE = 0.10
-# Metrics where a larger value is worse.
-HIGHER_IS_WORSE = {"p50", "p90", "p99", "error_rate"}
+DEFAULT_ERROR_TOLERANCE_POINTS = 0.5  # percentage points
+DEFAULT_METRICS = ("throughput", "p50", "p99", "error_rate")
+HIGHER_IS_WORSE = {m for m, worse in stats.HIGHER_IS_WORSE.items() if worse}
 
 
 class BaselineError(ValueError):
@@ -48,20 +52,83 @@ def load_baseline(path: str | Path) -> dict[str, Any]:
     return baseline
 
 
-def _metric(stats: Mapping[str, Any], metric: str) -> float | None:
+def metric_value(figures: Mapping[str, Any], metric: str) -> float | None:
+    """A metric from a scope's figures (``summary.json`` scope, or a window's compact scope)."""
+    stats.higher_is_worse(metric)  # unknown metrics are an error
+    if metric in figures and not isinstance(figures.get(metric), Mapping):
+        return figures.get(metric)
     if metric == "throughput":
-        return stats.get("throughput_rps")
+        return figures.get("throughput_rps")
     if metric == "error_rate":
-        return stats.get("error_rate")
-    return (stats.get("latency_us") or {}).get(metric)
+        return figures.get("error_rate")
+    return (figures.get("latency_us") or {}).get(metric)
 
 
-def _judge(metric: str, change: float | None, tolerance: float) -> str:
-    if change is None:
-        return "n/a"
-    worse = change > tolerance if metric in HIGHER_IS_WORSE else change < -tolerance
-    better = change < -tolerance if metric in HIGHER_IS_WORSE else change > tolerance
-    return "worse" if worse else "better" if better else "same"
+def window_values(summary: Mapping[str, Any], scope: str, metric: str) -> list[float]:
+    """The metric in each measured stability window of a run (empty: the run kept no windows)."""
+    out = []
+    for window in summary.get("windows") or []:
+        if not window.get("measured"):
+            continue
+        figures = (window.get("scopes") or {}).get(scope)
+        value = metric_value(figures, metric) if figures else None
+        if value is not None:
+            out.append(float(value))
+    return out
+
+
+def _has_metric(summary: Mapping[str, Any], metric: str) -> bool:
+    overall = (summary.get("scopes") or {}).get("", {})
+    return metric_value(overall, metric) is not None or bool(window_values(summary, "", metric))
+
+
+def compare_row(scope: str, metric: str, current: Mapping[str, Any], baseline: Mapping[str, Any],
+                tolerance: float, error_tolerance: float) -> dict[str, Any]:
+    """One scope x metric: point values, the interval over windows and the verdict."""
+    now = metric_value((current.get("scopes") or {}).get(scope) or {}, metric)
+    then = metric_value((baseline.get("scopes") or {}).get(scope) or {}, metric)
+    absolute = metric in stats.ABSOLUTE_METRICS
+    row: dict[str, Any] = {"scope": scope or "overall", "metric": metric, "baseline": then, "current": now,
+                           "tolerance": error_tolerance if absolute else tolerance,
+                           "change": None, "interval": None}
+    if now is not None and then is not None:
+        row["change"] = now - then if absolute else (now / then - 1.0 if then else None)
+    a, b = window_values(baseline, scope, metric), window_values(current, scope, metric)
+    if len(a) < 2 or len(b) < 2:
+        row["judgement"] = (f"inconclusive (windows: baseline {len(a)}, current {len(b)}; "
+                            f"an interval needs 2 or more on each side)")
+        return row
+    try:
+        interval = (stats.two_sample_difference(a, b) if absolute else stats.two_sample_ratio(a, b))
+    except ValueError as exc:
+        row["judgement"] = f"inconclusive ({exc})"
+        return row
+    row["interval"] = interval.to_dict()
+    row["judgement"] = str(stats.decide(metric, interval, row["tolerance"], unit="windows per run"))
+    return row
+
+
+def check_baseline(baseline: Mapping[str, Any], metrics: Sequence[str]) -> None:
+    """Every metric asked for is known and in the baseline's overall scope, else :class:`BaselineError`."""
+    for metric in metrics:
+        if metric not in stats.HIGHER_IS_WORSE:
+            raise BaselineError(f"unknown metric {metric!r}; known: {sorted(stats.HIGHER_IS_WORSE)}")
+        if not _has_metric(baseline, metric):
+            raise BaselineError(f"the baseline (run {baseline.get('run', {}).get('id')}) has no {metric!r} "
+                                f"figure: re-record it with this harness or leave {metric} out")
+
+
+def overall_verdict(judgements: Sequence[str]) -> str:
+    """``slower`` if any metric is slower or worse, else ``faster`` if any is better, else ``same``
+    when all are, else ``inconclusive``."""
+    words = {j.split(" ", 1)[0] for j in judgements}
+    if words & {"slower", "worse"}:
+        return "slower"
+    if words & {"faster", "better"}:
+        return "faster"
+    if words == {"same"}:
+        return "same"
+    return "inconclusive"
 
 
 def compare_to_baseline(
@@ -69,49 +136,30 @@ def compare_to_baseline(
     baseline: Mapping[str, Any],
     *,
     tolerance: float = DEFAULT_TOLERANCE,
-    metrics: Sequence[str] = ("throughput", "p50", "p99", "error_rate"),
+    error_tolerance: float = DEFAULT_ERROR_TOLERANCE_POINTS / 100,
+    metrics: Sequence[str] = DEFAULT_METRICS,
 ) -> dict[str, Any]:
-    """Per scope and metric: baseline, current, relative change, better/same/worse."""
+    """Per scope and metric: baseline, current, change, 95 % interval, verdict; the overall verdict."""
+    try:
+        stats.check_tolerance(tolerance)
+    except ValueError as exc:
+        raise BaselineError(str(exc)) from None
+    check_baseline(baseline, metrics)
     rows = []
-    for scope, stats in current.get("scopes", {}).items():
-        base_stats = baseline.get("scopes", {}).get(scope)
-        if base_stats is None:
+    for scope in current.get("scopes", {}):
+        if scope not in baseline.get("scopes", {}):
             continue
-        for metric in metrics:
-            now, then = _metric(stats, metric), _metric(base_stats, metric)
-            if metric == "error_rate":
-                change = None if now is None or then is None else now - then
-            else:
-                change = None if not then or now is None else now / then - 1.0
-            rows.append({"scope": scope or "overall", "metric": metric, "baseline": then,
-                         "current": now, "change": change,
-                         "judgement": _judge(metric, change, tolerance)})
-    judgements = {r["judgement"] for r in rows}
-    verdict = "slower" if "worse" in judgements else "faster" if "better" in judgements else "within noise"
-    return {"tolerance": tolerance, "baseline_run": baseline.get("run", {}).get("id"),
-            "rows": rows, "verdict": verdict}
+        rows += [compare_row(scope, m, current, baseline, tolerance, error_tolerance) for m in metrics]
+    overall = [r["judgement"] for r in rows if r["scope"] == "overall"]
+    return {"tolerance": tolerance, "error_tolerance": error_tolerance,
+            "interval": f"{stats.CONFIDENCE:.0%} expanded percentile bootstrap over measured windows",
+            "baseline_run": baseline.get("run", {}).get("id"), "rows": rows,
+            "verdict": overall_verdict(overall) if overall else "inconclusive"}
 
 
-@dataclass(frozen=True)
-class RatioEstimate:
-    median: float
-    low: float  # spread: the lowest and highest per-round ratio
-    high: float
-    rounds: int
-
-    def verdict(self, tolerance: float, higher_is_better: bool) -> str:
-        """``same`` when the median is within tolerance of 1, else which side wins."""
-        if abs(self.median - 1.0) <= tolerance:
-            return "same within noise"
-        b_better = self.median > 1.0 if higher_is_better else self.median < 1.0
-        return "B is better" if b_better else "A is better"
-
-
-def ratio_estimate(a: Sequence[float], b: Sequence[float]) -> RatioEstimate:
-    """Per-round ratios b[i]/a[i] of interleaved rounds: median and spread."""
-    if len(a) != len(b) or not a:
-        raise ValueError("A/B needs the same, non-zero number of rounds on each side")
-    ratios = [y / x for x, y in zip(a, b, strict=True) if x]
-    if not ratios:
-        raise ValueError("every A round measured zero: nothing to compare")
-    return RatioEstimate(statistics.median(ratios), min(ratios), max(ratios), len(ratios))
+def describe_row(row: Mapping[str, Any]) -> str:
+    """One line of a comparison row: metric, change, interval, verdict."""
+    interval = row.get("interval")
+    if not interval:
+        return f"{row['metric']}: {row['judgement']}"
+    return stats.describe(row["metric"], stats.Interval(**interval), row["judgement"])

@@ -1,0 +1,192 @@
+"""How often ``bench ab`` is right: false alarms on identical deployments, and its power.
+
+``python -m bench.ab_power [--repetitions 20]`` repeats a short A/B at fixed
+settings (default 6 rounds of 3 s per arm, 4 users, REST, the seed's 3:1 mix,
+the ``ab`` default tolerance) for two pairs of deployments, interleaved
+repetition by repetition so that machine drift hits both:
+
+* **identical**: two copies of the reference deployment. A verdict of ``slower``
+  or ``faster`` is a false alarm; the target is at most 1 in 20;
+* **slowdown**: the reference against the same models behind
+  :mod:`bench.slow_runtime`, which busy-waits a fixed time per request, sized from a
+  service time measured first (``1 / throughput`` of one deployment), for
+  ``--slowdown`` (default 10 %) less throughput. The target is ``slower`` in at
+  least 16 of 20.
+
+It prints each rate with its Clopper-Pearson 95 % interval
+(``scipy.stats.binomtest(...).proportion_ci(method="exact")``), the slowdown
+actually measured, and the smallest slowdown the settings would call
+``slower``: "slower" needs the interval's upper end below ``1 - tolerance``, so
+a true ratio ``r`` is called slower half the time when ``r * exp(h) = 1 -
+tolerance`` and four times in five when ``r * exp(h + 0.84 s) = 1 - tolerance``,
+with ``h`` the median half-width of the throughput intervals seen (log scale)
+and ``s`` the spread (standard deviation) of the identical pairs' log
+estimates. The three servers are started once and reused across repetitions;
+every process is stopped at the end. Ctrl-C (or SIGINT from ``timeout -s
+INT``) stops early and still prints the figures of the repetitions done.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.ab import DEFAULT_TOLERANCE, HEADLINE, analyse, interleave
+from bench.scenario import FIXED_SCENARIO, measure
+from reference.paths import MODELS_DIR
+from reference.server import ReferenceServer
+
+SEED_MIX = "mnist-svm=3,mushroom-xgboost=1"
+RUNTIMES = {"mlserver_sklearn.SKLearnModel": "SlowSKLearnModel",
+            "mlserver_xgboost.XGBoostModel": "SlowXGBoostModel"}
+
+
+def slow_models(source: Path, dest: Path, delay_s: float) -> Path:
+    """A copy of ``source`` whose models run behind :mod:`bench.slow_runtime` with ``delay_s``."""
+    runtime = Path(__file__).with_name("slow_runtime.py")
+    for folder in sorted(p for p in source.iterdir() if (p / "model-settings.json").is_file()):
+        target = dest / folder.name
+        shutil.copytree(folder, target)
+        settings = json.loads((target / "model-settings.json").read_text())
+        cls = RUNTIMES.get(settings.get("implementation", ""))
+        if cls is None:
+            raise SystemExit(f"{folder.name}: no slow variant of runtime {settings.get('implementation')}")
+        module = "slow_" + folder.name.replace("-", "_")  # one module name per model (MLServer reloads)
+        shutil.copy2(runtime, target / f"{module}.py")
+        settings["implementation"] = f"{module}.{cls}"
+        parameters = settings.setdefault("parameters", {})
+        parameters["extra"] = {**(parameters.get("extra") or {}), "delay_s": delay_s}
+        (target / "model-settings.json").write_text(json.dumps(settings, indent=2) + "\n")
+    return dest
+
+
+def clopper_pearson(k: int, n: int) -> tuple[float, float]:
+    from scipy.stats import binomtest
+
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="exact")
+    return ci.low, ci.high
+
+
+def rate_line(label: str, k: int, n: int, target: str) -> str:
+    low, high = clopper_pearson(k, n)
+    return f"{label}: {k} of {n} ({k / n:.0%}, 95% CI {low:.0%} .. {high:.0%}); target {target}"
+
+
+def smallest_called_slower(tolerance: float, half_widths: list[float],
+                           estimates: list[float]) -> dict[str, float]:
+    """Slowdowns called ``slower`` half the time and 4 times in 5 (see the module docstring)."""
+    h = statistics.median(half_widths) if half_widths else math.nan
+    s = statistics.stdev(estimates) if len(estimates) > 1 else math.nan
+    return {"half_width": h, "sd": s, "p50": 1 - (1 - tolerance) * math.exp(-h),
+            "p80": 1 - (1 - tolerance) * math.exp(-(h + 0.84 * s))}
+
+
+def _half_width(m: dict[str, Any]) -> float:
+    """Half the throughput interval's width, relative (on the log scale, as bootstrapped)."""
+    return (math.log(m["high"]) - math.log(m["low"])) / 2
+
+
+def _round_ratios(ab: dict[str, Any]) -> str:
+    return " ".join(f"{y['throughput'] / x['throughput']:.2f}" for x, y in zip(ab["a"], ab["b"], strict=True)
+                    if x["throughput"] and y["throughput"])
+
+
+def run(args: argparse.Namespace) -> int:
+    scenario = {**FIXED_SCENARIO, "users": args.users, "transports": "rest", "mix": SEED_MIX,
+                "name": f"power, {args.users} users, rest"}
+    scratch = Path(tempfile.mkdtemp(prefix="ab-power-"))
+    results: dict[str, list[dict[str, Any]]] = {"identical": [], "slowdown": []}
+    started = time.monotonic()
+    interrupted = False
+    try:
+        with ReferenceServer(ports="free", models_dir=MODELS_DIR) as a, \
+             ReferenceServer(ports="free", models_dir=MODELS_DIR) as twin:
+            e = a.endpoints
+            measure(e.rest_url, e.grpc_target, args.round_seconds, scratch / "warmup-a", scenario)
+            calibration = measure(e.rest_url, e.grpc_target, args.round_seconds, scratch / "calibrate",
+                                  scenario)
+            rps = calibration.overall.get("throughput_rps") or 0.0
+            if rps <= 0:
+                print("calibration measured no throughput", file=sys.stderr)
+                return 2
+            delay = (1 / rps) * (1 / (1 - args.slowdown) - 1)
+            print(f"service time {1e3 / rps:.3f} ms ({rps:.0f} req/s); slow runtime busy-waits "
+                  f"{delay * 1e3:.3f} ms per request for ~{args.slowdown:.0%} less throughput", flush=True)
+            slow_dir = slow_models(MODELS_DIR, scratch / "slow-models", delay)
+            with ReferenceServer(ports="free", models_dir=slow_dir) as slow:
+                pairs = {"identical": twin, "slowdown": slow}
+                for server in pairs.values():
+                    measure(server.endpoints.rest_url, server.endpoints.grpc_target, args.round_seconds,
+                            scratch / f"warmup-{server.endpoints.http_port}", scenario)
+                for rep in range(args.repetitions):
+                    for kind, b in pairs.items():
+                        ab: dict[str, Any] = {"a": [], "b": [], "order": []}
+                        interleave({"A": a, "B": b}, {"A": scenario, "B": scenario}, args.rounds,
+                                   args.round_seconds, scratch / f"{kind}-{rep:02d}", ab, [])
+                        head = analyse(ab["a"], ab["b"], args.tolerance, 0.005)[HEADLINE]
+                        results[kind].append(head)
+                        print(f"{kind} #{rep + 1}: {head.get('line', head['verdict'])} "
+                              f"[rounds B/A: {_round_ratios(ab)}]", flush=True)
+                    shutil.rmtree(scratch / f"identical-{rep:02d}", ignore_errors=True)
+                    shutil.rmtree(scratch / f"slowdown-{rep:02d}", ignore_errors=True)
+    except KeyboardInterrupt:
+        interrupted = True
+        print("interrupted: the figures below are of the repetitions done", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    if results["identical"] and results["slowdown"]:
+        report(results, args, time.monotonic() - started)
+    return 130 if interrupted else 0
+
+
+def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, elapsed_s: float) -> None:
+    same, slow = results["identical"], results["slowdown"]
+    alarms = sum(1 for m in same if m.get("word") in ("slower", "faster"))
+    called = sum(1 for m in slow if m.get("word") == "slower")
+    n_same, n_slow = len(same), len(slow)
+    print()
+    print(f"settings: {args.rounds} rounds of {args.round_seconds:g} s per arm, {args.users} users, REST, "
+          f"tolerance {args.tolerance:.0%}; {args.repetitions} repetitions each, {elapsed_s / 60:.1f} min")
+    print(rate_line("identical deployments called slower or faster", alarms, n_same, "at most 1 in 20"))
+    print(rate_line(f"~{args.slowdown:.0%} slowdown called slower", called, n_slow, "at least 16 in 20"))
+    measured = [m["estimate"] for m in slow if "estimate" in m]
+    if measured:
+        print(f"slowdown measured: throughput B/A {statistics.geometric_mean(measured):.3f} "
+              f"(geometric mean of {len(measured)} estimates)")
+    widths = [_half_width(m) for m in same + slow if "low" in m and m["low"] > 0]
+    logs = [math.log(m["estimate"]) for m in same if "estimate" in m]
+    smallest = smallest_called_slower(args.tolerance, widths, logs)
+    print(f"smallest slowdown called slower: ~{smallest['p50']:.1%} half the time, ~{smallest['p80']:.1%} "
+          f"four times in five (tolerance {args.tolerance:.0%}, median half-width of log B/A "
+          f"{smallest['half_width']:.3f}, sd of identical log estimates {smallest['sd']:.3f})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.ab_power", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repetitions", type=int, default=20, help="A/B runs per pair (default 20)")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--round-seconds", type=float, default=3.0)
+    parser.add_argument("--users", type=int, default=4)
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
+    parser.add_argument("--slowdown", type=float, default=0.10, help="throughput lost to the slow runtime")
+    args = parser.parse_args(argv)
+    if args.repetitions < 1 or args.rounds < 2 or not 0 < args.slowdown < 1:
+        parser.error("--repetitions >= 1, --rounds >= 2, --slowdown in (0, 1)")
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
