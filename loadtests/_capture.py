@@ -3,9 +3,12 @@
 :func:`install` adds, on ``environment.events`` with the run's state bound:
 
 * ``request``: the latency (microseconds) under the request's series key
-  (``context["oip_key"]``; requests without one are not the harness's);
-* ``report_to_master`` (worker): the histogram deltas, start lags, CPU and
-  timer precision since the last report, encoded for the wire;
+  (``context["oip_key"]``; requests without one are not the harness's), a
+  success or a failure of its kind (``context["oip_problem"]``, a
+  :class:`._outcomes.Problem`) with a few examples, the transport's pulse
+  (good requests only: ``context["oip_good"]``, default True) and stalls;
+* ``report_to_master`` (worker): the histogram deltas, start lags, failure
+  examples, stalls, CPU and timer precision since the last report;
 * ``worker_report`` (master): merge them, exactly;
 * ``reset_stats`` and ``spawning_complete`` with ``--reset-stats``: Locust
   forgets the ramp-up, so do the histograms.
@@ -19,6 +22,7 @@ from typing import Any
 
 from reporting.latency import LatencyBook, WireFormatError
 
+from ._outcomes import Problem, as_problem, problem_of_exception
 from ._schedule import LagTracker
 from ._state import RunState
 
@@ -26,13 +30,39 @@ log = logging.getLogger("loadtests")
 
 WIRE_KEY = "oip_loadtest"
 CONTEXT_KEY = "oip_key"
+PROBLEM_KEY = "oip_problem"  # the failure's Problem (kind, Locust's error text, detail)
+GOOD_KEY = "oip_good"  # False: a request meant to fail, left out of the abort rules
+
+
+def problem_of(exception: Any, context: dict[str, Any], where: str) -> Problem:
+    """A failed request's Problem: the one the user attached, else sorted from Locust's exception."""
+    found = context.get(PROBLEM_KEY)
+    if isinstance(found, Problem):
+        return found
+    if isinstance(exception, OSError):
+        return problem_of_exception(exception, where)
+    return as_problem(f"{where}: {exception}") or Problem("failed", "failed", where)
 
 
 def on_request(state: RunState, response_time: float, exception: Any = None, context: Any = None,
                **_: Any) -> None:
     key = context.get(CONTEXT_KEY) if context else None
-    if key is not None:
-        state.book.record_key(key, response_time * 1000.0, exception is None)
+    if key is None:
+        return
+    now = time.monotonic()
+    ok = exception is None
+    if ok:
+        state.book.record_key(key, response_time * 1000.0)
+    else:
+        problem = problem_of(exception, context, key.label)
+        state.book.record_key(key, response_time * 1000.0, False, problem.kind)
+        if not state.failures.full(problem.kind):
+            state.failures.add(problem, key.label)
+    if context.get(GOOD_KEY, True):
+        state.pulse(key.transport).answer(now, ok)
+    runner = state.environment.runner
+    state.stalls.answered(now, runner.user_count if runner is not None else 0,
+                          lambda: state.book.combined().percentile(50) / 1e6)
 
 
 def to_master(state: RunState, data: dict[str, Any]) -> None:
@@ -40,6 +70,8 @@ def to_master(state: RunState, data: dict[str, Any]) -> None:
     data[WIRE_KEY] = {
         "book": state.book.take().to_wire(),
         "lag": state.lag.take().to_wire(),
+        "failures": state.failures.take_new(),
+        "stalls": state.stalls.take_new(),
         "cpu": state.cpu.snapshot() if state.cpu else None,
         "precise_timers": state.precise_timers,
     }
@@ -57,6 +89,8 @@ def from_worker(state: RunState, client_id: str, data: dict[str, Any]) -> None:
     except (WireFormatError, KeyError) as exc:
         log.error("could not merge the latency histograms of worker %s: %s", client_id, exc)
         return
+    state.failures.merge(payload.get("failures") or [])
+    state.stalls.merge(payload.get("stalls") or [])
     if payload.get("cpu"):
         state.worker_cpu[client_id] = payload["cpu"]
     if payload.get("precise_timers") is False:
@@ -66,6 +100,8 @@ def from_worker(state: RunState, client_id: str, data: dict[str, Any]) -> None:
 def reset(state: RunState) -> None:
     """Locust's stats were reset (web UI button, --reset-stats): restart the histograms too."""
     state.book.clear()
+    state.failures.clear()
+    state.stalls.forget()
     state.lag = LagTracker(state.lag.late_threshold_us)
     if state.started_wall is not None:
         state.started_wall = time.time()

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,19 +66,23 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 
 def run_locust(args: list[str] | tuple[str, ...], *, reports_root: Path | None = None,
-               timeout: float = DEFAULT_TIMEOUT_S, root: Path | None = None) -> LocustRun:
+               timeout: float = DEFAULT_TIMEOUT_S, root: Path | None = None,
+               during: Callable[[], Any] | None = None) -> LocustRun:
     """Run ``locust -f loadtests/ --headless ARGS``; raise ``subprocess.TimeoutExpired`` past ``timeout``.
 
     Its run folder goes under ``reports_root`` (a new temporary folder when
     None). ``root`` is the checkout it runs from (default: this repository;
     ``python -m`` puts it first on the child's ``sys.path``, so another
-    checkout's packages are the ones imported). Nothing it started outlives
-    the call.
+    checkout's packages are the ones imported). ``during`` is called once the
+    run is started (e.g. to kill or stop the target under load). Nothing it
+    started outlives the call.
     """
     reports = Path(reports_root) if reports_root is not None else Path(tempfile.mkdtemp(prefix="locust-"))
     process = subprocess.Popen(locust_command(args, reports), cwd=root or REPO_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
+        if during is not None:
+            during()
         stdout, stderr = process.communicate(timeout=timeout)
     finally:
         _stop_group(process)  # on a timeout, and any worker a finished master left behind

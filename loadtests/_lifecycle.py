@@ -3,10 +3,13 @@
 ``init`` is registered at import on Locust's ``events``; it attaches a
 :class:`RunState` to the Environment and registers the rest on
 ``environment.events``: the capture hooks (:mod:`._capture`), ``test_start``
-(plan, payloads, per-test reset; the master waits for its workers and splits
-the request cap), ``test_stop`` and ``quitting`` (the final report,
-:mod:`._report`), and the master/worker messages that hold the start until
-every worker has encoded its payloads.
+(plan, payloads, per-test reset, the abort guard of :mod:`._abort`; the master
+waits for its workers and splits the request cap), ``test_stop`` and
+``quitting`` (the final report, :mod:`._report`, and the exit status: 3
+aborted, 1 an ``--slo`` breached), and the master/worker messages that hold the
+start until every worker has encoded its payloads (and a worker's abort).
+Headless runs check the target at init, before any load; the web UI at Start
+(``test_start``), so it comes up with the target down and says so there.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from locust.runners import MasterRunner, WorkerRunner
 from reference.errors import HarnessError
 from reporting.runs import new_run
 
-from . import _capture, _report
+from . import _abort, _bad_traffic, _capture, _report
 from ._cpu import CpuWatch
+from ._health import Stalls
 from ._models import models_dir_of, served_catalog
 from ._options import apply_defaults, apply_plan, fatal
 from ._plan import Plan, plan_from_options
@@ -85,20 +89,26 @@ def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
     _init_grpc_for_gevent()
     if state.role == "master":  # first: workers may report while this hook still runs
         runner.register_message(READY_MESSAGE, lambda msg, **_: state.ready_workers.add(msg.node_id))
+        runner.register_message(_abort.ABORT_MESSAGE, lambda msg, **_: _abort.on_abort_message(state, msg))
     elif state.role == "worker":
         runner.register_message(SHARE_MESSAGE, lambda msg, **_: setattr(state, "share", dict(msg.data or {})))
         runner.register_message(PING_MESSAGE, lambda msg, **_: _say_ready(state))
     _capture.install(state)
+    _bad_traffic.install(state)
     environment.events.test_start.add_listener(lambda **_: on_test_start(state))
     environment.events.test_stop.add_listener(lambda **_: on_test_stop(state))
     environment.events.quitting.add_listener(lambda **_: on_quitting(state))
     try:
         plan = _plan_of(options)
         apply_plan(state, plan)
+        _guard_options(state, options)
+        _bad_traffic.configure(state, options, plan)
         if state.role != "worker":
             apply_defaults(options)
-            preflight(plan, state.active_transports())
+            if _headless(options):  # the web UI checks the target at Start: a host can be typed in first
+                preflight(plan, state.active_transports())
         ensure_workload(state, plan)
+        _bad_traffic.prepare(state, plan)
     except HarnessError as exc:
         fatal(state, str(exc))
         return
@@ -115,6 +125,19 @@ def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         log.warning("-u %s is fewer than the %d user classes: some transport gets no load",
                     options.num_users, len(state.active_transports()))
     _open_run(state)
+
+
+def _headless(options: Any) -> bool:
+    return bool(getattr(options, "headless", False))
+
+
+def _guard_options(state: RunState, options: Any) -> None:
+    """--abort-when / --no-abort, --slo / --slo-abort (a rule that does not parse: PlanError, exit 2)."""
+    state.rules = _abort.rules_of(options)
+    state.slos = _abort.slos_of(options)
+    state.slo_abort = bool(getattr(options, "slo_abort", False))
+    if state.slo_abort and not state.slos:
+        raise HarnessError("--slo-abort needs at least one --slo threshold")
 
 
 def _plan_of(options: Any) -> Plan:
@@ -138,6 +161,8 @@ def _open_run(state: RunState) -> None:
         _report.start_csv(state)
     log.info("run folder: %s", state.run.path)
     _report.write_report(state, final=False)
+    # The report writer imports matplotlib (a second or more): now, not when an aborted run must end fast.
+    import reporting.writer  # noqa: F401
 
 
 def _wait_for_workers(state: RunState, runner: Any) -> None:
@@ -179,11 +204,14 @@ def on_test_start(state: RunState) -> None:
     try:
         plan = _plan_of(environment.parsed_options)
         apply_plan(state, plan)
+        _guard_options(state, environment.parsed_options)
         if state.role != "master":
             ensure_workload(state, plan)
+        if state.role != "worker" and not _headless(environment.parsed_options):
+            preflight(plan, state.active_transports())  # the web UI: the host typed in, checked at Start
     except HarnessError as exc:
         state.plan, state.invalid = None, str(exc)
-        log.error("not starting: %s", exc)
+        log.error("not starting: %s", exc)  # the web UI shows it in its log; the shape stops the test
         return
     state.plan, state.invalid = plan, None
     if state.role != "worker":
@@ -195,6 +223,9 @@ def on_test_start(state: RunState) -> None:
     state.started_wall, state.stopped_wall, state.stop_reason = time.time(), None, None
     state.warned_behind = False
     state.closing = False
+    state.failures.clear()
+    state.pulses, state.stalls = {}, Stalls()
+    state.aborted, state.abort_sent, state.slo_results = None, False, []
     share = state.share if state.role == "worker" else None
     state.budget = Budget(int(share["max_requests"]) if share else plan.max_requests)
     if state.cpu is not None:
@@ -207,10 +238,16 @@ def on_test_start(state: RunState) -> None:
         _send_shares(state, environment.runner, plan)
     if state.role != "worker" and state.report_greenlet is None:
         state.report_greenlet = gevent.spawn(_report.report_loop, state)
+    _abort.start(state)
+    _bad_traffic.start(state)
 
 
 def on_test_stop(state: RunState) -> None:
     state.stopped_wall = time.time()
+    if state.guard_greenlet is not None:
+        state.guard_greenlet.kill(block=False)
+        state.guard_greenlet = None
+    _bad_traffic.stop(state)
     if state.cpu is not None:
         state.cpu.active = False
     if state.role == "local":
@@ -223,3 +260,6 @@ def on_quitting(state: RunState) -> None:
     if state.role == "worker" or state.run is None:
         return
     _report.finish(state)
+    code = _abort.exit_code(state, any(not r["ok"] for r in state.slo_results) or _bad_traffic.failed(state))
+    if code is not None and state.environment.process_exit_code is None:
+        state.environment.process_exit_code = code

@@ -57,6 +57,19 @@ def settings_ports() -> tuple[int, int]:
         return DEFAULT_HTTP_PORT, DEFAULT_GRPC_PORT
 
 
+# A dead or sick target, and thresholds (loadtests._abort): flag, metavar (None: a switch), help.
+GUARD_OPTIONS = (
+    ("--abort-when", "RULE", "stop the run (exit 3) when the target is dead or sick: no-success>DURATION (no "
+                             "good answer for that long) or error-rate>PERCENT%%[/WINDOW]; repeatable "
+                             "(default of headless runs: no-success>5s)"),
+    ("--no-abort", None, "never stop the run early because of the target's answers"),
+    ("--slo", "EXPR", "a threshold checked at the end (exit 1 when breached), as in python -m bench: "
+                      "[SCOPE:]METRIC OP VALUE, e.g. p99<25ms, error_rate<0.1%%, mnist-svm/grpc:p50<=2ms"),
+    ("--slo-abort", None, "stop the run (exit 3) as soon as a --slo is breached, checked each second over "
+                          "what was measured so far"),
+)
+
+
 @events.init_command_line_parser.add_listener
 def add_arguments(parser: Any, **_: Any) -> None:
     http_port, grpc_port = settings_ports()
@@ -102,6 +115,11 @@ def add_arguments(parser: Any, **_: Any) -> None:
     parser.add_argument("--seed", type=int, default=None, help="seed for row order and Poisson arrivals")
     parser.add_argument("--reports-root", default="", metavar="DIR",
                         help="where run folders go (default: reports/ of the harness)")
+    for flag, metavar, text in GUARD_OPTIONS:  # repeatable when it takes a value, else a switch
+        if metavar:
+            parser.add_argument(flag, action="append", default=[], metavar=metavar, help=text)
+        else:
+            parser.add_argument(flag, action="store_true", default=False, help=text)
     parser.add_argument("--allow-remote", action="store_true", default=False,
                         help="allow a target that is not on loopback (only for servers you own)")
     # Loopback defaults: the reference deployment, and no listener on other interfaces.

@@ -1,8 +1,10 @@
 """What a run leaves: ``latency.json`` (partial while running), Locust's CSVs, summary and report.md.
 
 :func:`write_report` writes ``latency.json`` from the run's state: the HDR
-figures per series, the plan, the generator's CPU, the open-loop schedule and
-warnings. :func:`report_loop` rewrites it every few seconds while data comes in,
+figures per series (percentiles of the successful requests), failures by
+kind with examples, the plan, the generator's CPU, the open-loop schedule,
+stalls of the server, why an aborted run stopped, ``--slo`` results, warnings.
+:func:`report_loop` rewrites it every few seconds while data comes in,
 so a crashed run leaves a partial report; :func:`finish` writes the final one,
 Locust's CSV files (through Locust's public ``StatsCSV`` writers), summary.json
 and report.md, and prints the table.
@@ -19,7 +21,11 @@ from typing import Any
 
 import gevent
 
+from ._abort import slo_results
+from ._bad_traffic import section as bad_traffic_section
+from ._bad_traffic import summary_lines as bad_traffic_lines
 from ._cpu import cpu_figures
+from ._health import stall_warning
 from ._state import RunState
 
 log = logging.getLogger("loadtests")
@@ -32,21 +38,43 @@ PERCENTILE_COLUMNS = ("p50", "p90", "p95", "p99", "p99.9", "max")
 
 
 def behind_warning(state: RunState) -> str | None:
+    """The generator itself started requests late (a free user woke late: its CPU, its timers)."""
     lag = state.lag
-    if not lag.scheduled or lag.late / lag.scheduled <= LATE_FRACTION_WARN:
+    if not lag.scheduled or lag.generator_late / lag.scheduled <= LATE_FRACTION_WARN:
         return None
     return (
-        f"the generator fell behind its open-loop schedule: {lag.late} of {lag.scheduled} requests "
-        f"({100 * lag.late / lag.scheduled:.1f}%) started more than {lag.late_threshold_us / 1000:g} ms "
-        f"late (p99 lag {lag.histogram.percentile(99) / 1000:.2f} ms, "
-        f"max {lag.histogram.max / 1000:.2f} ms). "
-        "Latencies count from the intended start, so they include that wait; raise -u (requests in "
-        "flight) or --processes, or lower --arrival-rate"
+        f"the generator fell behind its open-loop schedule: {lag.generator_late} of {lag.scheduled} requests "
+        f"({100 * lag.generator_late / lag.scheduled:.1f}%) started more than "
+        f"{lag.late_threshold_us / 1000:g} ms late although a user was free for them (their p99 lag "
+        f"{lag.own.percentile(99) / 1000:.2f} ms, max {lag.own.max / 1000:.2f} ms): the generator's CPU or "
+        "timers. "
+        "Latencies count from the intended start, so they include that wait; use --processes, or lower "
+        "--arrival-rate"
     )
 
 
-def warnings(state: RunState, cpu: dict[str, Any]) -> list[str]:
+def server_warnings(state: RunState, stalls: list[dict[str, Any]]) -> list[str]:
+    """Why the run stopped early, when the server stopped answering, or could not keep up."""
     out = []
+    if state.aborted is not None:
+        out.append(f"the run was aborted {state.aborted['at_s']:.1f} s in: {state.aborted['reason']}; the "
+                   "figures are those measured until then")
+    lag = state.lag
+    stalled = stall_warning(stalls, lag.queued)
+    if stalled:
+        out.append(stalled)
+    elif lag.scheduled and lag.queued / lag.scheduled > LATE_FRACTION_WARN:
+        users = getattr(state.environment.parsed_options, "num_users", "?")
+        out.append(
+            f"the server did not keep up with the open-loop schedule: {lag.queued} of {lag.scheduled} "
+            "requests "
+            f"({100 * lag.queued / lag.scheduled:.1f}%) waited for a free user, all -u {users} busy with "
+            "requests in flight; the wait counts as latency. Raise -u to offer the whole --arrival-rate")
+    return out
+
+
+def warnings(state: RunState, cpu: dict[str, Any], stalls: list[dict[str, Any]]) -> list[str]:
+    out = server_warnings(state, stalls)
     if cpu["saturated"]:
         out.append(
             f"the load generator's CPU was saturated (up to {cpu['max_percent']:.0f}% of a core"
@@ -87,6 +115,8 @@ def write_report(state: RunState, final: bool) -> dict[str, Any] | None:
     cpu = cpu_figures(state.cpu if state.role == "local" else None, state.worker_cpu, runner)
     plan = state.plan
     workers = max(state.workers, len(runner.clients)) if state.role == "master" else 0
+    ongoing = state.stalls.ongoing(time.monotonic(), runner.user_count) if state.role == "local" else None
+    stalls = state.stalls.report(started, ongoing)
     document = {
         "schema": REPORT_SCHEMA,
         "kind": "loadtest",
@@ -96,6 +126,8 @@ def write_report(state: RunState, final: bool) -> dict[str, Any] | None:
         "stopped_at": _iso(stopped),
         "duration_s": round(duration, 3) if duration is not None else None,
         "stop_reason": state.stop_reason,
+        "aborted": state.aborted,
+        "partial": state.aborted is not None,
         "target": {"rest": plan.rest_url, "grpc": plan.grpc_target} if plan else None,
         "plan": {
             **(plan.describe() if plan else {}),
@@ -106,11 +138,15 @@ def write_report(state: RunState, final: bool) -> dict[str, Any] | None:
             "worker_processes": workers,
         },
         "error": state.invalid,
-        "warnings": warnings(state, cpu),
+        "warnings": warnings(state, cpu, stalls),
         "generator": {"cpu": cpu},
         "unit": "us",
         "series": summary["series"],
         "total": summary["total"],
+        "failures": state.failures.report(state.book.kinds(), started),
+        "stalls": stalls,
+        "slo": state.slo_results,
+        "bad_traffic": bad_traffic_section(state, summary["total"]),
         "schedule": state.lag.summary() if plan is not None and plan.open_loop else None,
         "checks": {name: getattr(load, "checked_by", "against the seed's oracle in-process")
                    for name, load in state.workload.items()},
@@ -191,13 +227,15 @@ def finish_csv(state: RunState) -> None:
 
 def write_summary(state: RunState, document: dict[str, Any] | None) -> None:
     """summary.json, report.md and plots beside latency.json, by the harness's one report writer."""
-    if document is None or state.run is None:
-        return
-    from reporting.summary import summary_from_loadtest  # matplotlib: loaded only when a run ends
-    from reporting.writer import write_report as write_summary_report
+    if document is None or state.run is None or state.started_wall is None:
+        return  # no test ran (the web UI was closed before one started): latency.json says so
+    from reporting.summary import summary_from_loadtest
+    from reporting.writer import write_report as write_summary_report  # imported at init (matplotlib)
 
     try:
-        write_summary_report(state.run, summary_from_loadtest(document, state.run.path))
+        # An aborted run skips the plots (matplotlib costs seconds): it ends within 10 s of the target's end.
+        write_summary_report(state.run, summary_from_loadtest(document, state.run.path),
+                             draw_plots=state.aborted is None)
     except Exception as exc:  # latency.json and Locust's files are already written
         log.warning("could not write report.md/summary.json in %s: %s", state.run.path, exc)
 
@@ -221,6 +259,13 @@ def print_summary(state: RunState, document: dict[str, Any] | None) -> None:
         lines.append(f"open loop: {s['scheduled']} scheduled, {s['late']} late "
                      f"(> {s['late_threshold_us']:g} us), start lag p50 {s['lag_us']['p50']} us, "
                      f"p99 {s['lag_us']['p99']} us, max {s['lag_us']['max']} us")
+    for kind, found in document["failures"].items():
+        example = found["examples"][0]["detail"] if found["examples"] else ""
+        lines.append(f"failed: {found['count']} x {kind}" + (f" (e.g. {example})" if example else ""))
+    for result in document["slo"]:
+        verdict = "pass" if result["ok"] else "BREACHED"
+        lines.append(f"slo {result['slo']}: {verdict} (measured {result['actual']})")
+    lines += bad_traffic_lines(document.get("bad_traffic"))
     print("\n".join(lines), flush=True)
     for warning in document["warnings"]:
         log.warning("%s", warning)
@@ -232,6 +277,8 @@ def finish(state: RunState) -> None:
         state.report_greenlet.kill(block=False)
     if state.stopped_wall is None and state.started_wall is not None:
         state.stopped_wall = time.time()
+    if state.started_wall is not None:
+        state.slo_results = slo_results(state, state.stopped_wall - state.started_wall)
     document = write_report(state, final=True)
     finish_csv(state)
     write_summary(state, document)

@@ -12,8 +12,10 @@ so time spent waiting for a free connection counts as the queueing it is.
   waits until such a time with a Linux ``timerfd`` under gevent (gevent's
   own timers fire up to ~1 ms late, which would show up as latency);
   elsewhere it falls back to ``gevent.sleep``;
-* :class:`LagTracker` records how late each request actually started, so the
-  run can say when the generator fell behind its schedule.
+* :class:`LagTracker` records how late each request actually started, and
+  whether it was late because no user was free when its slot came (every
+  request in flight still waiting for the server: ``queued``) or because the
+  generator itself woke late, so the run can say which of the two fell behind.
 
 Times are ``time.monotonic()`` seconds (CLOCK_MONOTONIC, the timerfd's clock).
 """
@@ -90,12 +92,24 @@ class LagTracker:
         self.late_threshold_us = late_threshold_us
         self.histogram = LatencyHistogram()
         self.late = 0
+        self.queued = 0  # late, and already overdue when a user was free to take the slot
+        self.own = LatencyHistogram()  # the lags of starts whose slot a free user claimed in time
 
-    def record(self, lag_s: float) -> None:
+    def record(self, lag_s: float, overdue_s: float = 0.0) -> None:
+        """One start, ``lag_s`` after its slot; the slot was ``overdue_s`` old when a user claimed it."""
         lag_us = lag_s * 1e6 if lag_s > 0 else 0.0
         self.histogram.record(lag_us)
+        waited = overdue_s * 1e6 > self.late_threshold_us
+        if not waited:
+            self.own.record(lag_us)
         if lag_us > self.late_threshold_us:
             self.late += 1
+            self.queued += waited
+
+    @property
+    def generator_late(self) -> int:
+        """Late starts the generator itself caused (a free user woke late)."""
+        return self.late - self.queued
 
     @property
     def scheduled(self) -> int:
@@ -104,17 +118,21 @@ class LagTracker:
     def merge(self, other: LagTracker) -> None:
         self.histogram.merge(other.histogram)
         self.late += other.late
+        self.queued += other.queued
+        self.own.merge(other.own)
 
     def take(self) -> LagTracker:
         taken = LagTracker(self.late_threshold_us)
-        taken.histogram, taken.late = self.histogram, self.late
-        self.histogram, self.late = LatencyHistogram(), 0
+        taken.histogram, taken.own = self.histogram, self.own
+        taken.late, taken.queued = self.late, self.queued
+        self.histogram, self.own, self.late, self.queued = LatencyHistogram(), LatencyHistogram(), 0, 0
         return taken
 
     def to_wire(self) -> dict[str, Any] | None:
         if not self.scheduled:
             return None
-        return {"hdr": self.histogram.encode(), "late": self.late,
+        return {"hdr": self.histogram.encode(), "late": self.late, "queued": self.queued,
+                "own_hdr": self.own.encode() if self.own.count else None,
                 "late_threshold_us": self.late_threshold_us}
 
     @classmethod
@@ -123,6 +141,9 @@ class LagTracker:
             tracker = cls(float(wire["late_threshold_us"]))
             tracker.histogram = LatencyHistogram.decode(wire["hdr"])
             tracker.late = int(wire["late"])
+            tracker.queued = int(wire.get("queued", 0))
+            if wire.get("own_hdr"):
+                tracker.own = LatencyHistogram.decode(wire["own_hdr"])
         except (KeyError, TypeError, ValueError) as exc:
             raise WireFormatError(f"not a LagTracker wire dict ({exc}): {wire!r:.100}") from None
         return tracker
@@ -133,6 +154,9 @@ class LagTracker:
             "scheduled": scheduled,
             "late": self.late,
             "late_fraction": round(self.late / scheduled, 6) if scheduled else 0.0,
+            "late_waiting_for_the_server": self.queued,
+            "late_generator": self.generator_late,
+            "generator_lag_us": self.own.stats(),  # the starts a free user took in time
             "late_threshold_us": self.late_threshold_us,
             "lag_us": self.histogram.stats(),
         }

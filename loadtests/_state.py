@@ -20,6 +20,8 @@ from reporting.latency import LatencyBook
 from reporting.runs import Run
 
 from ._expected import AnyModelLoad
+from ._health import Pulse, Stalls
+from ._outcomes import FailureLog
 from ._plan import DEFAULT_LATE_MS, DEFAULT_MAX_REQUESTS, Plan
 from ._schedule import ArrivalSchedule, LagTracker
 from ._workload import ModelLoad
@@ -82,6 +84,24 @@ class RunState:
     tests: int = 0  # tests already finished in this process (web UI: start, stop, start again)
     spawned: gevent.event.Event = field(default_factory=gevent.event.Event)
     lane_numbers: itertools.count = field(default_factory=itertools.count)
+    # failures apart, a dead or sick target, SLOs (_outcomes, _health, _abort)
+    failures: FailureLog = field(default_factory=FailureLog)
+    pulses: dict[str, Pulse] = field(default_factory=dict)  # transport -> its good traffic
+    stalls: Stalls = field(default_factory=Stalls)
+    rules: list[Any] = field(default_factory=list)  # _abort.AbortRule
+    slos: list[Any] = field(default_factory=list)  # reporting.slo.Slo
+    slo_abort: bool = False
+    slo_results: list[dict[str, Any]] = field(default_factory=list)
+    aborted: dict[str, Any] | None = None  # {"reason", "at_s"} once a rule or --slo-abort stopped the run
+    abort_sent: bool = False  # worker: the master was told
+    guard_greenlet: gevent.Greenlet | None = None
+    bad: Any = None  # _bad_traffic.BadTraffic with --bad-share
+
+    def pulse(self, transport: str) -> Pulse:
+        found = self.pulses.get(transport)
+        if found is None:
+            found = self.pulses[transport] = Pulse()
+        return found
 
     def active_transports(self) -> list[str]:
         """The transports whose User class has tasks and a weight in this run."""

@@ -15,15 +15,16 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from locust.exception import CatchResponseError, StopUser
+from locust.exception import StopUser
 
 from oip.clock import PreciseSleeper
 from oip.names import LOOPBACK
 from oip.precise import GrpcConnection, HttpConnection, Reply, WireError
 from reporting.latency import SeriesKey
 
-from ._capture import CONTEXT_KEY
+from ._capture import CONTEXT_KEY, GOOD_KEY, PROBLEM_KEY
 from ._expected import AnyModelLoad
+from ._outcomes import Problem, as_problem, problem_of_exception
 from ._plan import DEFAULT_RUN_TIME_S, DEFAULT_USERS, Plan, profile, shares, users_at
 from ._schedule import ArrivalSchedule
 from ._state import RunState
@@ -63,9 +64,16 @@ class Lane:
         if self.sleeper is not None and not self.sleeper.precise:
             state.precise_timers = False
 
-    def next(self, model: str) -> tuple[ModelLoad | AnyModelLoad, Any, float | None]:
-        """Claim a request: (model load, item, intended start as time.monotonic(); None in closed loop)."""
+    def next(self, model: str, good: bool = True) -> tuple[ModelLoad | AnyModelLoad, Any, float | None]:
+        """Claim a request: (model load, item, intended start as time.monotonic(); None in closed loop).
+
+        ``good``: the request is meant to succeed (it counts toward the abort rules).
+        """
         due = begin_request(self.state, self.transport, self.sleeper)
+        now = time.monotonic()
+        if good:
+            self.state.pulse(self.transport).attempt(now)
+        self.state.stalls.sent(now)
         load = self.state.workload[model]
         index = self._cursor.get(model)
         if index is None:
@@ -96,23 +104,31 @@ def grpc_connection(plan: Plan | None, timeout: float, connect_timeout: float) -
 
 
 def report(user: Any, request_type: str, name: str, key: SeriesKey, seconds: float, length: int,
-           problem: str | None) -> None:
-    """One request to Locust's statistics and the harness's histograms (a failure when ``problem``)."""
+           problem: str | Problem | None, good: bool = True) -> None:
+    """One request to Locust's statistics and the harness's histograms (a failure when ``problem``).
+
+    Locust gets the problem's kind-level error text (its failures table groups by it); the
+    harness keeps the detail (model, row, values) among its examples of that kind.
+    """
+    found = as_problem(problem)
+    context = {CONTEXT_KEY: key} if good else {CONTEXT_KEY: key, GOOD_KEY: False}
+    if found is not None:
+        context[PROBLEM_KEY] = found
     user.environment.events.request.fire(
         request_type=request_type, name=name, response_time=seconds * 1000.0, response_length=length,
-        exception=CatchResponseError(problem) if problem else None, context={CONTEXT_KEY: key},
+        exception=found.error if found else None, context=context,  # Locust takes a plain string
     )
 
 
 def send_precise(user: Any, request_type: str, name: str, key: SeriesKey, due: float | None, where: str,
-                 exchange: Callable[[], Reply], check: Callable[[Reply], str | None]) -> None:
+                 exchange: Callable[[], Reply], check: Callable[[Reply], str | Problem | None]) -> None:
     """One request over a precise connection, timed and reported (``where`` names it in a failure)."""
     sent = time.monotonic()
     try:
         reply = exchange()
     except WireError as exc:
         report(user, request_type, name, key, time.monotonic() - sent + since_intended(due, sent), 0,
-               f"{where}: {exc}")
+               problem_of_exception(exc, where))
         return
     report(user, request_type, name, key, reply.elapsed + since_intended(due, reply.sent), len(reply.body),
            check(reply))
@@ -165,6 +181,7 @@ def begin_request(state: RunState, transport: str, sleeper: PreciseSleeper | Non
         # The schedule starts once every user exists: a half-spawned pool would fall behind.
         state.spawned.wait(SPAWN_WAIT_S)
     schedule = _schedule(state, transport)
+    claimed = time.monotonic()  # this user is free now: a slot older than this waited for one
     due = schedule.claim()
     if due - schedule.start >= run_time(state):
         # The schedule ends with the run: Locust's own stopping (which can block for 0.1 s
@@ -174,7 +191,7 @@ def begin_request(state: RunState, transport: str, sleeper: PreciseSleeper | Non
     sleeper.sleep_until(due)
     if state.closing:
         raise StopUser()
-    state.lag.record(time.monotonic() - due)
+    state.lag.record(time.monotonic() - due, claimed - due)
     return due
 
 

@@ -64,6 +64,10 @@ class RestInferUser(FastHttpUser):
         self.lane.close()
 
     def infer(self, model: str) -> None:
+        bad = runtime.bad_request(self, model)  # --bad-share: this one malformed instead
+        if bad is not None:
+            runtime.send_bad(self, bad)
+            return
         load, item, due = self.lane.next(model)
         if self.wire is None:
             self.infer_stock(load, item, due)
@@ -76,16 +80,19 @@ class RestInferUser(FastHttpUser):
 
     def infer_stock(self, load: ModelLoad | AnyModelLoad, item: Any, due: float | None) -> None:
         lag = runtime.since_intended(due, time.monotonic())
+        where = f"{load.name} {item.label} over REST"
         with self.client.request(
             "POST", load.rest_path, data=item.rest_body, headers=REST_HEADERS, name=load.rest_path,
-            catch_response=True, context={"oip_key": load.rest_key},
+            catch_response=True, context={runtime.CONTEXT_KEY: load.rest_key},
         ) as response:
             if response.status_code == 0:  # no HTTP answer at all
-                problem = f"{load.name} {item.label} over REST: {response.request_meta['exception']!r}"
+                problem = runtime.problem_of_exception(response.request_meta["exception"], where)
             else:
-                problem = load.check_rest(item, response.status_code, response.content or b"")
+                answer = response.content or b""
+                problem = runtime.as_problem(load.check_rest(item, response.status_code, answer))
             if problem:
-                response.failure(problem)
+                response.request_meta["context"][runtime.PROBLEM_KEY] = problem  # the detail: examples
+                response.failure(problem.error)  # Locust groups by it: kind-level, no row
             else:
                 response.success()
             if lag:  # open loop: measure from the intended start
@@ -109,8 +116,8 @@ class GrpcInferUser(User):
         self.lane = runtime.Lane(self.oip_run, self.transport)
         self.wire = runtime.grpc_connection(self.oip_run.plan, GRPC_TIMEOUT_S, CONNECT_TIMEOUT_S)
         self.channel = None
-        if self.wire is None:
-            target = self.oip_run.plan.grpc_target if self.oip_run.plan else ""
+        if self.wire is None and self.oip_run.plan is not None:  # no plan: the test is not starting
+            target = self.oip_run.plan.grpc_target
             self.channel = grpc.insecure_channel(target, options=[
                 ("grpc.use_local_subchannel_pool", 1),  # a connection of its own, like a real client
                 ("grpc.max_receive_message_length", -1),
@@ -127,6 +134,10 @@ class GrpcInferUser(User):
         self.lane.close()
 
     def infer(self, model: str) -> None:
+        bad = runtime.bad_request(self, model)  # --bad-share: this one malformed instead
+        if bad is not None:
+            runtime.send_bad(self, bad)
+            return
         load, item, due = self.lane.next(model)
         if self.wire is None:
             self.infer_stock(load, item, due)
@@ -138,10 +149,11 @@ class GrpcInferUser(User):
         )
 
     @staticmethod
-    def check(load: ModelLoad | AnyModelLoad, item: Any, reply: Reply) -> str | None:
+    def check(load: ModelLoad | AnyModelLoad, item: Any, reply: Reply) -> str | runtime.Problem | None:
         if reply.status != h2.GRPC_OK:
             status = h2.STATUS_NAMES.get(reply.status, str(reply.status))
-            return f"{load.name} {item.label} over gRPC: {status}: {reply.details}"
+            return runtime.grpc_status_problem(status, f"{load.name} {item.label} over gRPC: {status}: "
+                                                       f"{reply.details}")
         return load.check_grpc(item, reply.body)
 
     def infer_stock(self, load: ModelLoad | AnyModelLoad, item: Any, due: float | None) -> None:
@@ -152,7 +164,8 @@ class GrpcInferUser(User):
             raw = self.model_infer(item.grpc_body, timeout=GRPC_TIMEOUT_S)
         except grpc.RpcError as exc:
             elapsed = time.perf_counter() - started
-            problem = f"{load.name} {item.label} over gRPC: {exc.code().name}: {exc.details()}"
+            problem = runtime.grpc_status_problem(
+                exc.code().name, f"{load.name} {item.label} over gRPC: {exc.code().name}: {exc.details()}")
         else:
             elapsed = time.perf_counter() - started
             problem = load.check_grpc(item, raw)

@@ -10,9 +10,14 @@ Layout (schema ``oip-harness/summary/v1``)::
      "timeline": [{t, rps, failures_per_s, p50_ms, p95_ms, p99_ms}, ...],
      "warnings": [...], "slo": [...], "comparison": {...} | null, "verdict": "..."}
 
-Each scope holds ``requests``, ``errors`` (by kind), ``error_rate``,
-``throughput_rps``, ``latency_us`` (``min mean p50 p90 p95 p99 p99.9 max``) and
-``spectrum`` (``[percentile, µs]`` pairs for the distribution plot). Scopes are
+Each scope holds ``requests`` (successful and failed), ``successes``, ``errors``
+(by kind: connection, timeout, http status, grpc status, malformed answer, wrong
+prediction), ``error_rate``, ``throughput_rps``, ``latency_us`` (``min mean p50
+p90 p95 p99 p99.9 max`` of the successful requests: a refused connection's
+millisecond would make a dead server look fast), ``failed_latency_us`` when some
+failed, and ``spectrum`` (``[percentile, µs]`` pairs for the distribution plot).
+A load test's summary also has ``failures`` (examples per kind), ``stalls`` and
+``run.aborted`` (why a run stopped early). Scopes are
 computed from the load test's HDR histograms, merged exactly (a model's
 percentiles are those of all its samples, not averages of percentiles).
 """
@@ -33,25 +38,38 @@ ERROR_KIND_CHARS = 90
 
 
 def scope_stats(histogram: LatencyHistogram, errors: int, duration_s: float | None,
-                error_kinds: Mapping[str, int] | None = None) -> dict[str, Any]:
-    requests = histogram.count
+                error_kinds: Mapping[str, int] | None = None, failed: LatencyHistogram | None = None
+                ) -> dict[str, Any]:
+    """One scope's figures: ``histogram`` holds the successful requests (their percentiles are
+    reported), ``failed`` the failed ones (counted in ``requests``, by kind in ``errors``)."""
+    successes = histogram.count
+    failures = failed.count if failed is not None else 0
+    requests = successes + failures
     kinds = dict(error_kinds or {})
     if errors and not kinds:
         kinds = {"failed": errors}
-    spectrum = histogram.percentiles(SPECTRUM) if requests else {}
-    return {
+    spectrum = histogram.percentiles(SPECTRUM) if successes else {}
+    out = {
         "requests": requests,
+        "successes": successes,
         "errors": kinds,
         "error_rate": (errors / requests) if requests else None,
         "throughput_rps": (requests / duration_s) if duration_s and requests else None,
-        "latency_us": histogram.stats() if requests else {},
+        "latency_us": histogram.stats() if successes else {},
         "spectrum": [[p, v] for p, v in spectrum.items()],
     }
+    if failures:
+        out["failed_latency_us"] = failed.stats()  # type: ignore[union-attr]
+    return out
 
 
 def scopes_from_book(book: LatencyBook, duration_s: float | None,
                      error_kinds: Mapping[str, int] | None = None) -> dict[str, dict[str, Any]]:
-    """Overall (``""``), per model, and per ``model/transport`` statistics."""
+    """Overall (``""``), per model, and per ``model/transport`` statistics.
+
+    Percentiles are those of the successful requests; failures are counted by
+    the kind the book recorded (``error_kinds`` overrides the overall scope's).
+    """
     groups: dict[str, list] = defaultdict(list)
     for key in book:
         groups[""].append(key)
@@ -59,12 +77,15 @@ def scopes_from_book(book: LatencyBook, duration_s: float | None,
         groups[f"{key.model}/{key.transport}"].append(key)
     scopes: dict[str, dict[str, Any]] = {}
     for scope, keys in sorted(groups.items()):
-        merged = LatencyHistogram()
-        errors = 0
+        merged, failed = LatencyHistogram(), LatencyHistogram()
+        kinds: Counter[str] = Counter()
         for key in keys:
             merged.merge(book.histogram(key))
-            errors += book.errors(key)
-        scopes[scope] = scope_stats(merged, errors, duration_s, error_kinds if scope == "" else None)
+            failed.merge(book.failed_histogram(key))
+            kinds.update(book.kinds(key))
+        if scope == "" and error_kinds and not kinds:
+            kinds = Counter(error_kinds)
+        scopes[scope] = scope_stats(merged, sum(kinds.values()), duration_s, dict(kinds), failed)
     return scopes
 
 
@@ -127,9 +148,11 @@ def summary_from_loadtest(document: Mapping[str, Any], run_dir: Path) -> dict[st
     """A ``summary.json`` body from a load test's ``latency.json`` and Locust's CSV files beside it."""
     duration = document.get("duration_s")
     book = LatencyBook.from_wire(document["hdr"])
-    kinds = error_kinds_from_locust(run_dir / "locust_failures.csv")
+    kinds = {} if book.kinds() else error_kinds_from_locust(run_dir / "locust_failures.csv")
     plan = document.get("plan") or {}
-    failures = sum(kinds.values()) or (document.get("total") or {}).get("errors") or 0
+    failures = book.errors() or sum(kinds.values()) or (document.get("total") or {}).get("errors") or 0
+    breached = [r["slo"] for r in document.get("slo") or [] if not r.get("ok")]
+    aborted = document.get("aborted")
     return {
         "run": {
             "id": document.get("run_id"), "kind": document.get("kind", "loadtest"),
@@ -138,11 +161,34 @@ def summary_from_loadtest(document: Mapping[str, Any], run_dir: Path) -> dict[st
             "arguments": plan, "started": document.get("started_at"), "ended": document.get("stopped_at"),
             "duration_s": duration, "target": (document.get("target") or {}).get("rest"),
             "revision": document.get("revision"), "machine": document.get("machine"),
-            "stop_reason": document.get("stop_reason"),
+            "stop_reason": document.get("stop_reason"), "aborted": aborted,
         },
         "scopes": scopes_from_book(book, duration, kinds),
+        "failures": document.get("failures") or {},
+        "stalls": document.get("stalls") or [],
+        "slo": list(document.get("slo") or []),
         "timeline": timeline_from_locust(run_dir / "locust_stats_history.csv"),
         "warnings": list(document.get("warnings") or []),
-        "verdict": ("FAIL: " + str(document["error"])) if document.get("error")
-        else f"FAIL: {failures} failed requests" if failures else "PASS: no failed requests",
+        "verdict": _verdict(document.get("error"), aborted, failures, breached + _bad_breaches(document)),
+        "bad_traffic": document.get("bad_traffic"),  # --bad-share: classification, liveness, cost
     }
+
+
+def _bad_breaches(document: Mapping[str, Any]) -> list[str]:
+    """Lost liveness and breached --bad-threshold of a run with bad traffic, as verdict reasons."""
+    bad = document.get("bad_traffic") or {}
+    out = [r["threshold"] for r in bad.get("thresholds") or [] if not r.get("ok")]
+    if (bad.get("liveness") or {}).get("lost"):
+        out.append("liveness lost")
+    return out
+
+
+def _verdict(error: Any, aborted: Mapping[str, Any] | None, failures: int, breached: list[str]) -> str:
+    if error:
+        return f"FAIL: {error}"
+    reasons = [f"aborted: {aborted['reason']}"] if aborted else []
+    if failures:
+        reasons.append(f"{failures} failed requests")
+    if breached:
+        reasons.append(f"threshold(s) breached: {', '.join(breached)}")
+    return "FAIL: " + "; ".join(reasons) if reasons else "PASS: no failed requests"

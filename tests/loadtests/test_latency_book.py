@@ -64,6 +64,30 @@ def test_merge_equals_recording_everything_in_one_book() -> None:
     assert merged.errors() == sum(1 for *_, ok in samples if not ok)
 
 
+def test_failures_stay_out_of_the_percentiles() -> None:
+    """A refused connection answers in a millisecond: mixed in, it would make a dead server look fast."""
+    book = LatencyBook()
+    for _ in range(100):
+        book.record("mnist-svm", "rest", "infer", 20_000.0)
+    for _ in range(10_000):
+        book.record("mnist-svm", "rest", "infer", 1_500.0, ok=False, kind="connection")
+    book.record("mnist-svm", "rest", "infer", 50.0, ok=False, kind="wrong prediction")
+    total = LatencyBook.from_wire(json.loads(json.dumps(book.to_wire()))).summary(1.0)["total"]
+    assert total["latency_us"]["p50"] == pytest.approx(20_000, rel=0.001)
+    assert total["requests"] == 10_101 and total["successes"] == 100 and total["errors"] == 10_001
+    assert total["errors_by_kind"] == {"connection": 10_000, "wrong prediction": 1}
+    assert total["failed_latency_us"]["p50"] == pytest.approx(1_500, rel=0.001)
+
+
+def test_legacy_wire_reads_as_one_histogram() -> None:
+    book = LatencyBook()
+    book.record("m", "rest", "infer", 100.0)
+    wire = {**book.to_wire(), "schema": 1}
+    wire["series"][0]["errors"] = 1
+    del wire["series"][0]["kinds"]
+    assert LatencyBook.from_wire(wire).kinds() == {"failed": 1}
+
+
 def test_take_hands_over_deltas() -> None:
     book = LatencyBook()
     book.record("mnist-svm", "rest", "infer", 500)
@@ -77,7 +101,7 @@ def test_take_hands_over_deltas() -> None:
 def test_summary_has_per_key_figures_in_microseconds() -> None:
     book = LatencyBook()
     for value in range(1, 1001):
-        book.record("mnist-svm", "grpc", "infer", value * 10.0, ok=value % 100 != 0)
+        book.record("mnist-svm", "grpc", "infer", value * 10.0, ok=value % 100 != 0, kind="timeout")
     summary = book.summary(duration_s=2.0)
     (series,) = summary["series"]
     assert (series["model"], series["transport"], series["endpoint"]) == ("mnist-svm", "grpc", "infer")
@@ -85,9 +109,11 @@ def test_summary_has_per_key_figures_in_microseconds() -> None:
     assert series["throughput_rps"] == 500.0
     latency = series["latency_us"]
     assert set(latency) == {"min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"}
-    assert latency["p50"] == pytest.approx(5_000, rel=0.001)
-    assert latency["p99"] == pytest.approx(9_900, rel=0.001)
-    assert latency["max"] == pytest.approx(10_000, rel=0.001)
+    assert latency["p50"] == pytest.approx(4_990, rel=0.001)  # of the 990 successes
+    assert latency["p99"] == pytest.approx(9_890, rel=0.002)
+    assert latency["max"] == pytest.approx(9_990, rel=0.001)  # the successes' own: 10,000 µs failed
+    assert series["successes"] == 990 and series["errors_by_kind"] == {"timeout": 10}
+    assert series["failed_latency_us"]["min"] == pytest.approx(1_000, rel=0.001)
     assert summary["total"]["requests"] == 1000
     assert SeriesKey("mnist-svm", "grpc", "infer") in book
 

@@ -117,9 +117,17 @@ def test_wrong_answers_fail_the_run(quiet_runs: dict[str, Any]) -> None:
     doc = run.report
     assert run.returncode == 1, run.stderr[-3000:]
     assert doc is not None and doc["total"]["errors"] == doc["total"]["requests"] > 0
-    failures = (run.run_dir / "locust_failures.csv").read_text()
-    assert "wrong answer: mnist-svm row" in failures
-    assert "server" in failures and "oracle" in failures
+    # Locust groups failures by (method, name, error): the error is kind-level, one line per endpoint
+    rows = list(csv.DictReader((run.run_dir / "locust_failures.csv").open()))
+    assert rows and {r["Error"] for r in rows} == {"wrong prediction"}
+    assert len(rows) <= 4  # not one line per held-out row
+    # ... and the harness keeps the detail (model, row, both values) among its examples
+    wrong = doc["failures"]["wrong prediction"]
+    assert wrong["count"] == doc["total"]["errors"] and 1 <= len(wrong["examples"]) <= 3
+    detail = wrong["examples"][0]["detail"]
+    assert detail.startswith("wrong answer: m") and " row " in detail
+    assert "server" in detail and "oracle" in detail
+    assert doc["total"]["errors_by_kind"] == {"wrong prediction": doc["total"]["errors"]}
 
 
 def test_max_requests_caps_the_run(quiet_runs: dict[str, Any]) -> None:
@@ -169,6 +177,12 @@ REFUSALS = {
     "sample-contradicts": (["--samples", "{bad}/samples"], ["mnist-svm/fp64.json", "declared FP32"]),
     # a model repository whose model's own samples/ hold something that is not a V2 request
     "sample-not-v2": (["--models-dir", "{bad}/repo"], ["mnist-svm/samples/not-v2.json", "'inputs'"]),
+    # abort rules and thresholds that do not parse
+    "bad-abort-rule": (["--abort-when", "no-success>>5"], ["--abort-when 'no-success>>5' does not parse",
+                                                           "error-rate>PERCENT%"]),
+    "bad-abort-unit": (["--abort-when", "error-rate>150%"], ["error-rate takes a percentage"]),
+    "bad-slo": (["--slo", "p99<<3ms"], ["cannot parse SLO 'p99<<3ms'"]),
+    "slo-abort-alone": (["--slo-abort"], ["--slo-abort needs at least one --slo"]),
 }
 
 
