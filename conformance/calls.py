@@ -220,6 +220,11 @@ class RestTransport:
         repro = f"python3 -c {shlex.quote(script)} {shlex.quote(small)} | {curl} --data-binary @-"
         return self._post(path, json.dumps(body).encode(), {"Content-Type": "application/json"}, repro)
 
+    def post_json(self, path: str, body: bytes) -> Reply:
+        """POST ``body`` as it is, labelled JSON (requests outside the infer call's shape)."""
+        headers = {"Content-Type": "application/json"}
+        return self._post(path, body, headers, self.client.curl("POST", path, body, headers))
+
     def _post(self, path: str, content: bytes, headers: Mapping[str, str], repro: str) -> Reply:
         return self._reply(lambda: self.client.post_raw(path, content, headers), _elide(repro), headers)
 
@@ -304,6 +309,15 @@ class GrpcTransport:
             return self._call(lambda: method(probe.payload, timeout=self.client.timeout),
                               f"python3 -c {shlex.quote(script)}")
         raise TypeError(f"gRPC cannot send {type(probe).__name__}")
+
+    def infer_message(self, message: Any) -> Reply:
+        """Send a ``ModelInferRequest`` built (or edited) by the caller."""
+        repro = self._repro("ModelInfer", describe_request(message))
+        return self._call(lambda: self.client.infer(message), repro)
+
+    def call(self, do: Any, repro: str) -> Reply:
+        """Any other call on this target (``do()`` returns the answer), as a :class:`Reply`."""
+        return self._call(do, repro)
 
     def _repro(self, method: str, text: str) -> str:
         return _elide(f"# gRPC {GRPC_SERVICE}/{method} to {self.target}\n{text}")

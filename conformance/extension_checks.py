@@ -101,8 +101,7 @@ def rest_raw(transport: RestTransport, path: str, content: bytes,
 
 
 def rest_json(transport: RestTransport, path: str, body: bytes) -> Reply:
-    return transport._post(path, body, {"Content-Type": "application/json"},
-                           transport.client.curl("POST", path, body, {"Content-Type": "application/json"}))
+    return transport.post_json(path, body)
 
 
 # ---------------------------------------------------------------- gRPC calls outside the OIP proto
@@ -112,7 +111,7 @@ def grpc_ext(transport: GrpcTransport, client: ExtensionsGrpcClient, service: st
              message: object) -> Reply:
     """One extension call as a :class:`Reply` (the response message in ``message``)."""
     repro = client.repro(service, method, message)
-    return transport._call(lambda: client.call(service, method, message), repro)
+    return transport.call(lambda: client.call(service, method, message), repro)
 
 
 # ---------------------------------------------------------------- pure checks of the answers

@@ -32,7 +32,6 @@ from conformance.extension_checks import (
 from conformance.models import ModelUnderTest
 from conformance.strategies import generated_call
 from conformance.target import Target
-from oip import describe_request
 from oip.errors import CodecError
 from oip.extensions import (
     BINARY_DATA,
@@ -171,8 +170,7 @@ def _classification_reply(transport: Transport, call: InferCall, output: str, k:
     wanted = message.outputs.add()
     wanted.name = output
     wanted.parameters["classification"].int64_param = k
-    return transport._call(lambda: transport.client.infer(message),
-                           transport._repro("ModelInfer", describe_request(message)))
+    return transport.infer_message(message)
 
 
 def test_classification_top_k(transport: Transport, model: ModelUnderTest, target: Target,
@@ -232,8 +230,7 @@ def _with_parameters(transport: Transport, call: InferCall) -> Reply:
     for key, value in CUSTOM_PARAMETERS.items():
         field = {bool: "bool_param", int: "int64_param", str: "string_param"}[type(value)]
         setattr(message.parameters[key], field, value)
-    return transport._call(lambda: transport.client.infer(message),
-                           transport._repro("ModelInfer", describe_request(message)))
+    return transport.infer_message(message)
 
 
 def test_parameters_accepted(transport: Transport, model: ModelUnderTest, target: Target,
