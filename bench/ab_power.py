@@ -8,7 +8,8 @@ repetition by repetition so that machine drift hits both:
 * **identical**: two copies of the reference deployment. A verdict of ``slower``
   or ``faster`` is a false alarm; the target is at most 1 in 20;
 * **slowdown**: the reference against the same models behind
-  :mod:`bench.slow_runtime`, which busy-waits a fixed time per request, sized from a
+  ``bench/runtimes/slow_runtime.py`` (model code MLServer runs, never imported by
+  the harness), which busy-waits a fixed time per request, sized from a
   service time measured first (``1 / throughput`` of one deployment), for
   ``--slowdown`` (default 10 %) less throughput. The target is ``slower`` in at
   least 16 of 20.
@@ -50,8 +51,8 @@ RUNTIMES = {"mlserver_sklearn.SKLearnModel": "SlowSKLearnModel",
 
 
 def slow_models(source: Path, dest: Path, delay_s: float) -> Path:
-    """A copy of ``source`` whose models run behind :mod:`bench.slow_runtime` with ``delay_s``."""
-    runtime = Path(__file__).with_name("slow_runtime.py")
+    """A copy of ``source`` whose models run behind ``bench/runtimes/slow_runtime.py`` with ``delay_s``."""
+    runtime = Path(__file__).with_name("runtimes") / "slow_runtime.py"
     for folder in sorted(p for p in source.iterdir() if (p / "model-settings.json").is_file()):
         target = dest / folder.name
         shutil.copytree(folder, target)

@@ -20,10 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # `python bench/bad_traffic.py`
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.robustness import print_result, run_robustness  # noqa: E402
+from bench.robustness import print_result, run_robustness
 
 
 def main(argv: list[str] | None = None) -> int:

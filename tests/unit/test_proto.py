@@ -13,9 +13,9 @@ from oip._pb import pb
 from oip.proto import regenerate
 
 REPO = Path(__file__).resolve().parents[2]
-PROJECT_DIRS = ("bench", "conformance", "fakes", "loadtests", "oip", "reporting", "tests")
-# Model code that MLServer itself runs (custom runtimes of test model repositories).
-MODEL_CODE = ("tests/model_repo", "tests/runtimes")
+PROJECT_DIRS = ("bench", "conformance", "fakes", "loadtests", "oip", "peers", "reporting", "tests")
+# Model code that MLServer itself runs (custom runtimes of test model repositories, bench's slow runtime).
+MODEL_CODE = ("tests/model_repo", "tests/runtimes", "bench/runtimes")
 
 
 def test_generated_modules_are_in_step_with_the_proto() -> None:
@@ -45,11 +45,17 @@ def test_messages_have_the_specs_fields() -> None:
         "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
 
 
+def _is_mlserver(module: str) -> bool:
+    """MLServer itself and its runtime packages (mlserver_sklearn, mlserver_xgboost, ...)."""
+    top = module.split(".")[0]
+    return top == "mlserver" or top.startswith("mlserver_")
+
+
 def _imports_mlserver(path: Path) -> bool:
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import) and any(a.name.split(".")[0] == "mlserver" for a in node.names):
+        if isinstance(node, ast.Import) and any(_is_mlserver(a.name) for a in node.names):
             return True
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "mlserver":
+        if isinstance(node, ast.ImportFrom) and _is_mlserver(node.module or ""):
             return True
     return False
 
