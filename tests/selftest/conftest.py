@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from fakes.faulty_proxy import FaultyProxy
 from reference.paths import REPO_ROOT
 from reference.server import ReferenceServer
 
@@ -113,3 +115,26 @@ def run_suite(start_suite: Callable[..., SuiteProcess]) -> Callable[..., SuiteRu
         return start_suite(*args).result()
 
     return run
+
+
+ProxiedRuns = dict[str, tuple[str, SuiteProcess]]
+Cases = Mapping[str, tuple[Iterable[str], Sequence[str]]]  # name -> (proxy faults, suite arguments)
+
+
+@pytest.fixture(scope="module")
+def suites_behind_proxies(reference: ReferenceServer, start_suite: Callable[..., SuiteProcess]
+                          ) -> Iterator[Callable[[Cases], ProxiedRuns]]:
+    """``suites_behind_proxies({name: (faults, suite_args)})``: per case, a faulty proxy in front of the
+    reference deployment and a suite run against it, all started at once; returns ``{name: (proxy URL,
+    SuiteProcess)}``. The proxies stop with the module, each after its suite run is killed."""
+    with contextlib.ExitStack() as stack:
+        def start(cases: Cases) -> ProxiedRuns:
+            runs = {}
+            for name, (faults, args) in cases.items():
+                proxy = stack.enter_context(FaultyProxy(reference.endpoints.rest_url, set(faults)))
+                process = start_suite("--target-url", proxy.url, *args)
+                stack.callback(process.kill)  # before its proxy stops, should its test not have run
+                runs[name] = (proxy.url, process)
+            return runs
+
+        yield start

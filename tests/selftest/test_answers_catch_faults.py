@@ -9,14 +9,11 @@ content-encoding rule is harness policy, which otherwise does not fail a run.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
-from fakes.faulty_proxy import FaultyProxy
 
 FAILED = "fail"
 PASSED = "pass"
@@ -47,20 +44,12 @@ CASES = {case.fault: case for case in (
 
 
 @pytest.fixture(scope="module")
-def case_runs(request: pytest.FixtureRequest, reference, start_suite: Callable
-              ) -> Iterator[dict[str, tuple[str, Any]]]:
+def case_runs(request: pytest.FixtureRequest, suites_behind_proxies: Callable) -> dict[str, tuple[str, Any]]:
     """Per selected case: its proxy's URL and its suite run, all started together."""
     selected = {item.callspec.params["fault"] for item in request.session.items if item.path == request.path
                 and getattr(item, "originalname", None) == test_answers_rule_catches_fault.__name__}
-    with contextlib.ExitStack() as stack:
-        runs = {}
-        for fault in selected:
-            case = CASES[fault]
-            proxy = stack.enter_context(FaultyProxy(reference.endpoints.rest_url, {fault}))
-            process = start_suite("--target-url", proxy.url, "-k", case.selection, "--fail-on", "hardening")
-            stack.callback(process.kill)
-            runs[fault] = (proxy.url, process)
-        yield runs
+    return suites_behind_proxies({fault: ((fault,), ("-k", CASES[fault].selection, "--fail-on", "hardening"))
+                                  for fault in selected})
 
 
 @pytest.mark.parametrize("fault", CASES)

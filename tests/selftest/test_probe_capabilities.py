@@ -8,14 +8,13 @@ target does serve (the unversioned path, say) still run and pass.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from fakes.faulty_proxy import UNSERVED_VERSION, FaultyProxy
+from fakes.faulty_proxy import UNSERVED_VERSION
 
 FAILED, PASSED, SKIPPED = "fail", "pass", "skipped"
 MODELS = ("mnist-svm", "mushroom-xgboost")
@@ -54,16 +53,9 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def case_runs(reference, start_suite: Callable) -> Iterator[dict[str, tuple[str, Any]]]:
+def case_runs(suites_behind_proxies: Callable) -> dict[str, tuple[str, Any]]:
     """Per case: its proxy's URL and its suite run, all started together."""
-    with contextlib.ExitStack() as stack:
-        runs = {}
-        for name, case in CASES.items():
-            proxy = stack.enter_context(FaultyProxy(reference.endpoints.rest_url, {case.fault}))
-            process = start_suite("--target-url", proxy.url, *case.args)
-            stack.callback(process.kill)
-            runs[name] = (proxy.url, process)
-        yield runs
+    return suites_behind_proxies({name: ((case.fault,), case.args) for name, case in CASES.items()})
 
 
 def _rest(run, status: str | None = None) -> list[dict[str, Any]]:

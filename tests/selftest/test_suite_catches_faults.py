@@ -7,14 +7,11 @@ processes, so the module starts them all at once and each test waits for its own
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
-
-from fakes.faulty_proxy import FaultyProxy
 
 FAILED = "fail"
 PASSED = "pass"
@@ -51,21 +48,12 @@ CASES = {
 
 
 @pytest.fixture(scope="module")
-def case_runs(request: pytest.FixtureRequest, reference, start_suite: Callable
-              ) -> Iterator[dict[str, tuple[str, Any]]]:
+def case_runs(request: pytest.FixtureRequest, suites_behind_proxies: Callable) -> dict[str, tuple[str, Any]]:
     """Per selected case: its proxy's URL and its suite run (a ``SuiteProcess``), all started together."""
     selected = {item.callspec.params["name"] for item in request.session.items if item.path == request.path
                 and getattr(item, "originalname", None) == test_suite_catches_fault.__name__}
-    with contextlib.ExitStack() as stack:
-        runs = {}
-        for name, case in CASES.items():
-            if name not in selected:
-                continue
-            proxy = stack.enter_context(FaultyProxy(reference.endpoints.rest_url, case.faults))
-            process = start_suite("--target-url", proxy.url, "-k", case.selection)
-            stack.callback(process.kill)  # before its proxy stops, should its test not have run
-            runs[name] = (proxy.url, process)
-        yield runs
+    return suites_behind_proxies({name: (case.faults, ("-k", case.selection))
+                                  for name, case in CASES.items() if name in selected})
 
 
 @pytest.mark.parametrize("name", CASES)
