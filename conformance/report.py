@@ -31,6 +31,11 @@ META_KEY = pytest.StashKey[TestMeta]()
 RECORD_KEY = pytest.StashKey[str]()  # the --record-deviations file
 
 
+def _placeholders(target: Target | None) -> dict[str, str]:
+    """What ``$URL`` and ``$GRPC`` stand for in reproductions, for this target."""
+    return {"$URL": target.rest_url, "$GRPC": target.grpc_target or "$GRPC"} if target else {}
+
+
 def _is_rule_failure(exc: BaseException | None) -> bool:
     """The server broke the rule (possibly several examples at once, as hypothesis groups them)."""
     if isinstance(exc, BaseExceptionGroup):
@@ -169,7 +174,7 @@ class ReportPlugin:
         examples = sum(o.examples for o in self.outcomes.values())
         causes = root_causes(sorted(self.outcomes.values(), key=lambda o: o.nodeid))
         target: Target | None = self.config.stash.get(TARGET_KEY, None)
-        substitutions = {"$URL": target.rest_url, "$GRPC": target.grpc_target or "$GRPC"} if target else {}
+        substitutions = _placeholders(target)
         if causes:
             failed = sum(len(c.tests) for c in causes)
             terminalreporter.section(f"conformance: {failed} failed tests, {len(causes)} root causes")
@@ -203,7 +208,7 @@ class ReportPlugin:
         outcomes = sorted(self.outcomes.values(), key=lambda o: o.nodeid)
         models = [m.name for m in target.models] if target else []
         in_force = self.config.stash.get(IN_FORCE_KEY, InForce())
-        substitutions = {"$URL": target.rest_url, "$GRPC": target.grpc_target or "$GRPC"} if target else {}
+        substitutions = _placeholders(target)
         unused = in_force.unused(target.models) if target else []
         causes = root_causes(outcomes)
         coverage = {e: (sum(e in j.judge.entries for j in self.judged),

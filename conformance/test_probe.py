@@ -14,7 +14,7 @@ from conformance.calls import Reply, Transport
 from conformance.checks import violation
 from conformance.explore import CheckOnce
 from conformance.models import ModelUnderTest
-from conformance.probe import MAX_DECLARED, VERSIONED_RULE, ModelFacts
+from conformance.probe import MAX_DECLARED, VERSIONED_RULE, ModelFacts, declared_versions
 from conformance.target import Target
 
 UNKNOWN_VERSION_CODES = frozenset({"NOT_FOUND", "INVALID_ARGUMENT"})
@@ -76,8 +76,8 @@ def _declared(transport: Transport, model: ModelUnderTest) -> tuple[list[str] | 
         return None, reply
     if reply.transport == "grpc":
         return list(reply.message.versions), reply
-    versions = reply.body.get("versions") if isinstance(reply.body, dict) else None
-    return ([str(v) for v in versions] if isinstance(versions, list) else None), reply
+    versions = declared_versions(reply.body)
+    return (list(versions) if versions is not None else None), reply
 
 
 def test_probe_metadata_consistent(transport: Transport, model: ModelUnderTest, target: Target,
