@@ -32,6 +32,7 @@ WIRE_KEY = "oip_loadtest"
 CONTEXT_KEY = "oip_key"
 PROBLEM_KEY = "oip_problem"  # the failure's Problem (kind, Locust's error text, detail)
 GOOD_KEY = "oip_good"  # False: a request meant to fail, left out of the abort rules
+SENT_KEY = "oip_sent"  # when the request went out (Unix time): --turn files it under its round
 
 
 def problem_of(exception: Any, context: dict[str, Any], where: str) -> Problem:
@@ -51,13 +52,14 @@ def on_request(state: RunState, response_time: float, exception: Any = None, con
         return
     now = time.monotonic()
     ok = exception is None
-    if ok:
-        state.book.record_key(key, response_time * 1000.0)
-    else:
-        problem = problem_of(exception, context, key.label)
-        state.book.record_key(key, response_time * 1000.0, False, problem.kind)
-        if not state.failures.full(problem.kind):
-            state.failures.add(problem, key.label)
+    problem = None if ok else problem_of(exception, context, key.label)
+    kind = problem.kind if problem is not None else None
+    state.book.record_key(key, response_time * 1000.0, ok, kind)
+    if problem is not None and not state.failures.full(problem.kind):
+        state.failures.add(problem, key.label)
+    if state.turns is not None:  # --turn: also into the round it was sent in
+        sent = context.get(SENT_KEY) or time.time() - response_time / 1000.0
+        state.turns.record(key, response_time * 1000.0, ok, kind, sent)
     if context.get(GOOD_KEY, True):
         state.pulse(key.transport).answer(now, ok)
     runner = state.environment.runner
@@ -124,9 +126,11 @@ def install(state: RunState) -> None:
         reset(state)
 
     def _spawning_complete(**_: Any) -> None:
-        state.spawned.set()  # the open-loop schedule starts once every user exists
         if state.environment.reset_stats:
             reset(state)
+        if state.turns is not None:
+            state.turns.join()  # --turn: this run's slots count from here
+        state.spawned.set()  # the open-loop schedule and --turn start once every user exists
 
     events.request.add_listener(_request)
     events.report_to_master.add_listener(_report_to_master)  # fires on workers only

@@ -31,7 +31,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from reference.errors import HarnessError
 from reporting.runs import new_run
 
-from . import _abort, _bad_traffic, _capture, _report
+from . import _abort, _bad_traffic, _capture, _report, _turns
 from ._cpu import CpuWatch
 from ._health import Stalls
 from ._models import models_dir_of, served_catalog
@@ -102,6 +102,7 @@ def on_init(environment: Any, runner: Any = None, **_: Any) -> None:
         plan = _plan_of(options)
         apply_plan(state, plan)
         _guard_options(state, options)
+        _take_turns(state, options, plan)
         _bad_traffic.configure(state, options, plan)
         if state.role != "worker":
             apply_defaults(options)
@@ -138,6 +139,16 @@ def _guard_options(state: RunState, options: Any) -> None:
     state.slo_abort = bool(getattr(options, "slo_abort", False))
     if state.slo_abort and not state.slos:
         raise HarnessError("--slo-abort needs at least one --slo threshold")
+
+
+def _take_turns(state: RunState, options: Any, plan: Plan) -> None:
+    """--turn: send in this run's slots only (:mod:`._turns`); PlanError on options that do not fit."""
+    turns = _turns.turn_plan_from_options(options)
+    if turns is not None:
+        _turns.check_compatible(turns, options, plan.arrival_rate, state.role)
+        if getattr(options, "bad_share", None):
+            raise HarnessError("--turn does not take --bad-share: bad requests would go out of turn")
+        state.turns = _turns.Turns(turns)
 
 
 def _plan_of(options: Any) -> Plan:

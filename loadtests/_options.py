@@ -20,6 +20,7 @@ from oip.names import LOOPBACK
 from reference.errors import HarnessError
 from reference.paths import MODELS_DIR
 
+from . import _turns
 from ._plan import (
     ARRIVALS,
     CLIENTS,
@@ -122,6 +123,7 @@ def add_arguments(parser: Any, **_: Any) -> None:
             parser.add_argument(flag, action="store_true", default=False, help=text)
     parser.add_argument("--allow-remote", action="store_true", default=False,
                         help="allow a target that is not on loopback (only for servers you own)")
+    _turns.add_arguments(parser)
     # Loopback defaults: the reference deployment, and no listener on other interfaces.
     parser.set_defaults(host=f"http://{LOOPBACK}:{http_port}", web_host=LOOPBACK,
                         master_bind_host=LOOPBACK)

@@ -102,6 +102,15 @@ def _iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds") if ts else None
 
 
+def measured_seconds(state: RunState) -> float | None:
+    """The time the run's throughput is over: start (or stats reset) to stop; with --turn, its own slots."""
+    if state.started_wall is None:
+        return None
+    if state.turns is not None:
+        return state.turns.own_seconds()
+    return (state.stopped_wall or time.time()) - state.started_wall
+
+
 def write_report(state: RunState, final: bool) -> dict[str, Any] | None:
     """Write ``latency.json`` into the run folder (``complete`` only at the end)."""
     run = state.run
@@ -110,7 +119,7 @@ def write_report(state: RunState, final: bool) -> dict[str, Any] | None:
     options = state.environment.parsed_options
     runner = state.environment.runner
     started, stopped = state.started_wall, state.stopped_wall
-    duration = ((stopped or time.time()) - started) if started else None
+    duration = measured_seconds(state)
     summary = state.book.summary(duration)
     cpu = cpu_figures(state.cpu if state.role == "local" else None, state.worker_cpu, runner)
     plan = state.plan
@@ -155,6 +164,7 @@ def write_report(state: RunState, final: bool) -> dict[str, Any] | None:
         "revision": run.meta.get("revision"),
         "machine": run.meta.get("machine"),
         "hdr": state.book.to_wire(),
+        "turns": state.turns.report() if state.turns is not None else None,
     }
     run.write_json(REPORT_FILE, document)
     return document
@@ -175,6 +185,8 @@ def report_loop(state: RunState) -> None:
     written = -1
     while True:
         gevent.sleep(PARTIAL_REPORT_EVERY_S)
+        if state.turns is not None and not state.turns.over():
+            continue  # --turn: encoding every histogram would take the CPU in the other run's turn
         requests = state.book.requests()
         if state.started_wall is not None and requests != written:
             with contextlib.suppress(OSError):
@@ -278,7 +290,7 @@ def finish(state: RunState) -> None:
     if state.stopped_wall is None and state.started_wall is not None:
         state.stopped_wall = time.time()
     if state.started_wall is not None:
-        state.slo_results = slo_results(state, state.stopped_wall - state.started_wall)
+        state.slo_results = slo_results(state, measured_seconds(state))
     document = write_report(state, final=True)
     finish_csv(state)
     write_summary(state, document)

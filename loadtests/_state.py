@@ -96,6 +96,7 @@ class RunState:
     abort_sent: bool = False  # worker: the master was told
     guard_greenlet: gevent.Greenlet | None = None
     bad: Any = None  # _bad_traffic.BadTraffic with --bad-share
+    turns: Any = None  # _turns.Turns with --turn: this run sends in its slots only
 
     def pulse(self, transport: str) -> Pulse:
         found = self.pulses.get(transport)

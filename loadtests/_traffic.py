@@ -22,7 +22,7 @@ from oip.names import LOOPBACK
 from oip.precise import GrpcConnection, HttpConnection, Reply, WireError
 from reporting.latency import SeriesKey
 
-from ._capture import CONTEXT_KEY, GOOD_KEY, PROBLEM_KEY
+from ._capture import CONTEXT_KEY, GOOD_KEY, PROBLEM_KEY, SENT_KEY
 from ._expected import AnyModelLoad
 from ._outcomes import Problem, as_problem, problem_of_exception
 from ._plan import DEFAULT_RUN_TIME_S, DEFAULT_USERS, Plan, profile, shares, users_at
@@ -104,7 +104,7 @@ def grpc_connection(plan: Plan | None, timeout: float, connect_timeout: float) -
 
 
 def report(user: Any, request_type: str, name: str, key: SeriesKey, seconds: float, length: int,
-           problem: str | Problem | None, good: bool = True) -> None:
+           problem: str | Problem | None, good: bool = True, sent_at: float | None = None) -> None:
     """One request to Locust's statistics and the harness's histograms (a failure when ``problem``).
 
     Locust gets the problem's kind-level error text (its failures table groups by it); the
@@ -112,6 +112,8 @@ def report(user: Any, request_type: str, name: str, key: SeriesKey, seconds: flo
     """
     found = as_problem(problem)
     context = {CONTEXT_KEY: key} if good else {CONTEXT_KEY: key, GOOD_KEY: False}
+    if sent_at is not None:
+        context[SENT_KEY] = sent_at
     if found is not None:
         context[PROBLEM_KEY] = found
     user.environment.events.request.fire(
@@ -123,15 +125,15 @@ def report(user: Any, request_type: str, name: str, key: SeriesKey, seconds: flo
 def send_precise(user: Any, request_type: str, name: str, key: SeriesKey, due: float | None, where: str,
                  exchange: Callable[[], Reply], check: Callable[[Reply], str | Problem | None]) -> None:
     """One request over a precise connection, timed and reported (``where`` names it in a failure)."""
-    sent = time.monotonic()
+    sent, sent_at = time.monotonic(), time.time()
     try:
         reply = exchange()
     except WireError as exc:
         report(user, request_type, name, key, time.monotonic() - sent + since_intended(due, sent), 0,
-               problem_of_exception(exc, where))
+               problem_of_exception(exc, where), sent_at=sent_at)
         return
     report(user, request_type, name, key, reply.elapsed + since_intended(due, reply.sent), len(reply.body),
-           check(reply))
+           check(reply), sent_at=sent_at)
 
 
 def run_time(state: RunState) -> float:
@@ -175,6 +177,10 @@ def begin_request(state: RunState, transport: str, sleeper: PreciseSleeper | Non
     """
     if state.plan is None or state.closing or not state.budget.take():
         raise StopUser()
+    if state.turns is not None:  # --turn: wait for this run's slot (closed loop only)
+        if not state.spawned.is_set():
+            state.spawned.wait(SPAWN_WAIT_S)
+        state.turns.wait()
     if sleeper is None:
         return None
     if not state.spawned.is_set():
@@ -207,6 +213,10 @@ def shape_tick(state: RunState | None, elapsed: float) -> tuple[int, float] | No
     plan, environment = state.plan, state.environment
     options = environment.parsed_options
     duration = float(options.run_time or DEFAULT_RUN_TIME_S)
+    if state.turns is not None and state.turns.over():
+        state.stop_reason = f"the {state.turns.plan.rounds} rounds of --turn are done"
+        state.closing = True
+        return None
     if elapsed >= duration:
         state.stop_reason = f"run time of {duration:g}s reached"
         state.closing = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -183,6 +184,10 @@ REFUSALS = {
     "bad-abort-unit": (["--abort-when", "error-rate>150%"], ["error-rate takes a percentage"]),
     "bad-slo": (["--slo", "p99<<3ms"], ["cannot parse SLO 'p99<<3ms'"]),
     "slo-abort-alone": (["--slo-abort"], ["--slo-abort needs at least one --slo"]),
+    # taking turns (python -m bench ab): a run that cannot keep to its slots does not start
+    "turn-without-start": (["--turn", "0/2"], ["--turn needs --turn-start"]),
+    "turn-open-loop": (["--turn", "1/2", "--turn-start", "{soon}", "--arrival-rate", "50"],
+                       ["--turn works in closed loop only"]),
 }
 
 
@@ -223,7 +228,9 @@ def quiet_runs(stand_in: DelayServer, tmp_path_factory: pytest.TempPathFactory) 
     bad = bad_samples(tmp_path_factory.mktemp("bad-samples"))
 
     def refused(case: str) -> LocustRun:
-        args = [a.format(dead=dead, rest_hostport=rest_hostport, bad=bad) for a in REFUSALS[case][0]]
+        soon = f"{time.time() + 60:.3f}"
+        args = [a.format(dead=dead, rest_hostport=rest_hostport, bad=bad, soon=soon)
+                for a in REFUSALS[case][0]]
         return locust(tmp_path_factory.mktemp(case), "-t", "5s", *defaults, *args)
 
     with ThreadPoolExecutor(max_workers=len(REFUSALS) + 1) as pool:
