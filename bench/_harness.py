@@ -14,9 +14,10 @@ from loadtests._launch import LocustRun, run_locust
 HarnessRun = LocustRun  # what run_harness returns: returncode, report, run_dir, stderr, throughput
 
 
-def run_harness(args: list[str], *, timeout: float = 300.0, reports_root: Path | None = None) -> HarnessRun:
-    """``locust -f loadtests/ --headless ARGS``; its run folder goes under ``reports_root``."""
-    run = run_locust(args, reports_root=reports_root, timeout=timeout)
+def run_harness(args: list[str], *, timeout: float = 300.0, reports_root: Path | None = None,
+                cpus: set[int] | None = None) -> HarnessRun:
+    """``locust -f loadtests/ --headless ARGS`` (on ``cpus``); its run folder goes under ``reports_root``."""
+    run = run_locust(args, reports_root=reports_root, timeout=timeout, cpus=cpus)
     if run.report is None:
         raise RuntimeError(f"the harness left no report (exit {run.returncode}):\n{run.stderr[-3000:]}")
     return run

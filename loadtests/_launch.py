@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reference.affinity import pin_tree
 from reference.paths import REPO_ROOT
 
 DEFAULT_TIMEOUT_S = 300.0
@@ -67,19 +68,22 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 def run_locust(args: list[str] | tuple[str, ...], *, reports_root: Path | None = None,
                timeout: float = DEFAULT_TIMEOUT_S, root: Path | None = None,
-               during: Callable[[], Any] | None = None) -> LocustRun:
+               during: Callable[[], Any] | None = None, cpus: set[int] | None = None) -> LocustRun:
     """Run ``locust -f loadtests/ --headless ARGS``; raise ``subprocess.TimeoutExpired`` past ``timeout``.
 
     Its run folder goes under ``reports_root`` (a new temporary folder when
     None). ``root`` is the checkout it runs from (default: this repository;
     ``python -m`` puts it first on the child's ``sys.path``, so another
     checkout's packages are the ones imported). ``during`` is called once the
-    run is started (e.g. to kill or stop the target under load). Nothing it
-    started outlives the call.
+    run is started (e.g. to kill or stop the target under load). ``cpus``
+    pins the run to those CPUs (:mod:`reference.affinity`). Nothing it started
+    outlives the call.
     """
     reports = Path(reports_root) if reports_root is not None else Path(tempfile.mkdtemp(prefix="locust-"))
     process = subprocess.Popen(locust_command(args, reports), cwd=root or REPO_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    if cpus:  # before the interpreter is up: every thread and process it starts inherits the set
+        pin_tree(process.pid, cpus)
     try:
         if during is not None:
             during()

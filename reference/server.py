@@ -194,6 +194,11 @@ class ReferenceServer:
             return None
 
     @property
+    def pid(self) -> int | None:
+        """PID of the process tree that serves (the watchdog, MLServer below it), once started."""
+        return self._process.pid if self._process is not None else None
+
+    @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
