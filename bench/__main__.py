@@ -114,13 +114,14 @@ def _cmd_ab(args: argparse.Namespace) -> int:
     from bench.ab import AbOptions, run_ab
 
     result = run_ab(AbOptions(
-        rounds=args.rounds, round_s=args.round_seconds, users=args.users,
+        rounds=args.rounds, round_s=args.round_seconds, slot_s=args.turn_seconds, pin=not args.no_pin,
+        users=args.users,
         a_settings=args.a_settings, b_settings=args.b_settings,
         a_overrides=_overrides(args.a_set), b_overrides=_overrides(args.b_set),
         a_models=args.a_models, b_models=args.b_models, tolerance=_tolerance(args.tolerance),
         error_tolerance=_error_tolerance(args.error_tolerance),
         transports=args.transports, mix=args.mix, models_dir=args.models_dir, samples=args.samples,
-        base=args.base,
+        base=args.base, reports_root=args.reports_root,
     ))
     for metric, estimate in result.summary["ab"]["metrics"].items():
         print(estimate.get("line") or f"{metric}: {estimate['verdict']}")
@@ -214,9 +215,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where the run folder goes (default: reports/ of the harness)")
     p.set_defaults(func=_cmd_run)
 
-    p = sub.add_parser("ab", help="two deployments side by side, measured interleaved")
-    p.add_argument("--rounds", type=int, default=8, help="rounds per side (default 8)")
-    p.add_argument("--round-seconds", type=float, default=5.0)
+    p = sub.add_parser("ab", help="two deployments side by side, measured in turns")
+    p.add_argument("--rounds", type=int, default=12,
+                   help="measured rounds, after one warm-up round (default 12)")
+    p.add_argument("--round-seconds", type=float, default=2.0,
+                   help="length of a round; A and B each send for half of it, in turns (default 2)")
+    p.add_argument("--turn-seconds", type=float, default=0.1,
+                   help="length of one turn: A sends, then B, ... (default 0.1)")
+    p.add_argument("--no-pin", action="store_true",
+                   help="let the scheduler place servers and load generators (default: servers on half "
+                        "the CPUs, generators on the other half)")
     p.add_argument("--users", type=int, default=4)
     p.add_argument("--a-settings", type=Path, default=SETTINGS_FILE)
     p.add_argument("--b-settings", type=Path, default=SETTINGS_FILE)
@@ -240,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--transports", default="rest",
                    help="default rest: MLServer's gRPC starvation under mixed load swamps the ratio")
     _models_options(p, "both sides, unless --a-models / --b-models say otherwise")
+    p.add_argument("--reports-root", type=Path, default=None, metavar="DIR",
+                   help="where the run folder goes (default: reports/ of the harness)")
     p.set_defaults(func=_cmd_ab)
 
     p = sub.add_parser("sweep", help="concurrency steps until a p99 limit or errors")

@@ -1,26 +1,33 @@
-"""``python -m bench ab``: two deployments side by side, measured interleaved in one run.
+"""``python -m bench ab``: two deployments side by side, measured in turns in one run.
 
 Shared CI machines are noisy: a verdict built on one absolute number per side,
 measured minutes apart, is a coin toss. Here A and B run at the same time on
-free loopback ports and are measured in alternating short rounds (A B, B A,
-A B, ...: each side has the whole machine while it is measured, and the order
-flips so that neither always goes first), so drifting machine load hits both
-sides alike. Each pair of rounds gives a ratio B/A per metric (a difference in
-points for the error rate); the verdict comes from a 95 % bootstrap interval
-over the rounds against the tolerance (:mod:`reporting.stats`): B ``slower``,
-``faster``, ``same``, or ``inconclusive`` with how many more rounds would
-likely decide. Identical deployments gave per-round throughput ratios from
-0.73 to 1.15 (8 rounds of 5 s, 2-core build machine): a median without its
-spread said nothing.
+free loopback ports, each with its own Locust run, and the two runs take turns
+(:mod:`bench.turns`, ``--turn`` of :mod:`loadtests._turns`): A's users send for
+0.1 s while B's wait, then B's, and so on, for one warm-up round and then
+``rounds`` rounds of 2 s. Each round gives a ratio B/A per metric (a difference
+in points for the error rate) from the same two seconds of the machine's life;
+the verdict comes from a 95 % bootstrap interval over the rounds against the
+tolerance (:mod:`reporting.stats`): B ``slower``, ``faster``, ``same``, or
+``inconclusive`` with how many more rounds would likely decide.
+
+Both servers are pinned to the same half of the CPUs and both load generators
+to the other half (:mod:`reference.affinity`; ``pin=False`` / ``--no-pin``
+leaves placement to the scheduler). On the 2-core build VM the CPUs' speed
+drifts 9-11 % from one second to the next; measured one after the other in
+rounds of 3 s (a Locust process per round, 7 s apart), identical deployments
+gave per-round ratios B/A from 0.73 to 1.15 (sd of log B/A 0.10-0.12); in
+turns of 0.1 s and pinned, 0.94 to 1.06 (sd 0.02-0.035).
 
 ``--base REV`` (:mod:`bench.pr_ab`) makes A the deployment of git revision
 REV (its own code, lock, venv and models) and B the working tree's; exit 1
 when B is slower.
 
-Loading A and B at the same time in each round looks fairer but is not: with
-two servers and two generators on two cores, identical deployments came out
-at B/A = 1.09 .. 1.12, run after run. It is not offered.
+Loading A and B at the same time (both sending at once) looks fairer but is
+not: with two servers and two generators on two cores, identical deployments
+came out at B/A = 1.09 .. 1.12, run after run. It is not offered.
 """
+
 
 from __future__ import annotations
 
@@ -31,7 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.deployment import describe
-from bench.scenario import FIXED_SCENARIO, for_models, measure
+from bench.scenario import FIXED_SCENARIO, for_models
+from bench.turns import METRICS, SLOT_S, Target, measure_in_turns, pin_deployments
+from loadtests._turns import check_round
 from reference.errors import HarnessError
 from reference.paths import MODELS_DIR, SETTINGS_FILE
 from reference.server import ReferenceServer
@@ -40,19 +49,9 @@ from reporting.compare import DEFAULT_ERROR_TOLERANCE_POINTS
 from reporting.runs import Run, new_run
 from reporting.writer import write_report
 
-METRICS = ("throughput", "p50", "p90", "p95", "p99", "p99.9", "max", "mean", "error_rate")
+WARMUP_ROUNDS = 1  # the first round warms both deployments and is left out
 HEADLINE = "throughput"  # the metric the run's verdict (and the exit code) follows
 DEFAULT_TOLERANCE = 0.05
-
-
-def round_figures(overall: dict[str, Any]) -> dict[str, Any]:
-    """One side's figures in one round: every metric of :data:`METRICS`, and its failed requests."""
-    lat = overall.get("latency_us") or {}
-    figures: dict[str, Any] = {m: lat.get(m) for m in METRICS}
-    figures["throughput"] = overall.get("throughput_rps")
-    figures["error_rate"] = overall.get("error_rate")
-    figures["errors"] = sum((overall.get("errors") or {}).values())
-    return figures
 
 
 def analyse(a_rounds: list[dict[str, Any]], b_rounds: list[dict[str, Any]], tolerance: float,
@@ -86,28 +85,39 @@ def headline(metrics: dict[str, dict[str, Any]], rounds: int, tolerance: float, 
             + (f"; {errors} failed requests" if errors else ""))
 
 
-def interleave(sides: dict[str, Any], scenarios: dict[str, dict[str, Any]], rounds: int, round_s: float,
-               scratch: Path, ab: dict[str, Any], warnings: list[str], on_round=None) -> None:
-    """``rounds`` rounds A B, B A, ... into ``ab["a"]``, ``ab["b"]`` and ``ab["order"]``."""
-    for i in range(rounds):
-        order = "AB" if i % 2 == 0 else "BA"
-        ab["order"].append(order)
-        results = {}
-        for name in order:
-            e = sides[name].endpoints
-            results[name] = measure(e.rest_url, e.grpc_target, round_s, scratch / f"{i:02d}-{name}",
-                                    scenarios[name])
-        for name, m in sorted(results.items()):
-            ab[name.lower()].append(round_figures(m.overall))
-            warnings += [f"round {i} {name}: {w}" for w in m.warnings]
-        if on_round:
-            on_round()
+def take_turns(sides: dict[str, Any], scenarios: dict[str, dict[str, Any]], rounds: int, round_s: float,
+               scratch: Path, ab: dict[str, Any], warnings: list[str], warmup_rounds: int = WARMUP_ROUNDS,
+               slot_s: float = SLOT_S, cpus: set[int] | None = None) -> None:
+    """``warmup_rounds + rounds`` rounds of A and B in turns; the measured ones into ``ab["a"]``, ``ab["b"]``.
+
+    A round either side has no time of its own in (its run came up late) is left out, and said.
+    """
+    targets = [Target(sides[n].endpoints.rest_url, sides[n].endpoints.grpc_target, scenarios[n])
+               for n in "AB"]
+    a, b = measure_in_turns(targets, warmup_rounds + rounds, round_s, scratch, slot_s=slot_s, cpus=cpus,
+                            late_allowance_s=warmup_rounds * round_s)
+    warnings += [f"A: {w}" for w in a.warnings] + [f"B: {w}" for w in b.warnings]
+    for name, side in (("A", a), ("B", b)):
+        if side.late_s > warmup_rounds * round_s:
+            warnings.append(f"{name}'s load generator was up {side.late_s:.1f} s after the start, past the "
+                            f"warm-up: its first measured rounds are short or missing (a slow machine?)")
+    for index, (x, y) in enumerate(zip(a.rounds, b.rounds, strict=False)):
+        if index < warmup_rounds:
+            continue
+        if x is None or y is None:
+            warnings.append(f"round {index - warmup_rounds + 1} left out: "
+                            f"{'A' if x is None else 'B'} had no time of its own in it")
+            continue
+        ab["a"].append(x)
+        ab["b"].append(y)
 
 
 @dataclass
 class AbOptions:
-    rounds: int = 8
-    round_s: float = 5.0
+    rounds: int = 12
+    round_s: float = 2.0  # both sides' slots: each side sends for half of it
+    slot_s: float = SLOT_S
+    pin: bool = True  # servers on half the CPUs, load generators on the other half (reference.affinity)
     # REST only by default: under mixed REST + gRPC load MLServer 1.7.1 starves gRPC,
     # and how much it does varies from round to round, which would swamp the ratio.
     users: int = 4
@@ -159,6 +169,7 @@ def _start_a(options: AbOptions, models: Path, stack: contextlib.ExitStack) -> A
 def run_ab(options: AbOptions) -> AbResult:
     if options.rounds < 2:
         raise HarnessError("A/B needs at least 2 rounds (--rounds 2 or more)")
+    check_round(options.slot_s, options.round_s, 2, ("--turn-seconds", "--round-seconds"))
     try:
         stats.check_tolerance(options.tolerance)
     except ValueError as exc:
@@ -185,7 +196,7 @@ def run_ab(options: AbOptions) -> AbResult:
                "round_s": options.round_s, "tolerance": options.tolerance,
                "error_tolerance": options.error_tolerance,
                "interval": f"{stats.CONFIDENCE:.0%} expanded percentile bootstrap over rounds (paired)",
-               "order": [], "a": [], "b": [], "metrics": {}},
+               "slot_s": options.slot_s, "warmup_rounds": WARMUP_ROUNDS, "a": [], "b": [], "metrics": {}},
     }
     write_report(run, summary, draw_plots=False)
     ab = summary["ab"]
@@ -200,15 +211,14 @@ def run_ab(options: AbOptions) -> AbResult:
                 ab["a_label"] = f"revision {options.base} ({a.sha[:12]})"
             summary["run"].update(target=f"A {a.endpoints.rest_url}, B {b.endpoints.rest_url}",
                                   server=describe(b)["server"], a=a_desc, b=describe(b))
-            scratch = run.path / "locust-runs"
-            for name, server in sides.items():  # warm-up, left out
-                measure(server.endpoints.rest_url, server.endpoints.grpc_target, options.round_s,
-                        scratch / f"warmup-{name}", scenarios[name])
-            interleave(sides, scenarios, options.rounds, options.round_s, scratch, ab, summary["warnings"],
-                       on_round=lambda: write_report(run, summary, draw_plots=False))
+            pinned = pin_deployments([a.pid, b.pid]) if options.pin else None
+            ab["pinned"] = pinned
+            take_turns(sides, scenarios, options.rounds, options.round_s, run.path / "locust-runs", ab,
+                       summary["warnings"], slot_s=options.slot_s,
+                       cpus=set(pinned["generators"]) if pinned else None)
         ab["metrics"] = analyse(ab["a"], ab["b"], options.tolerance, options.error_tolerance)
         errors = sum(r["errors"] for r in ab["a"] + ab["b"])
-        summary["verdict"] = headline(ab["metrics"], options.rounds, options.tolerance, errors)
+        summary["verdict"] = headline(ab["metrics"], len(ab["a"]), options.tolerance, errors)
         summary["run"]["ended"] = datetime.now(UTC).isoformat(timespec="seconds")
     except BaseException as exc:
         summary["verdict"] = f"FAIL: the run stopped early: {exc}"

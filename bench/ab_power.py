@@ -1,9 +1,10 @@
 """How often ``bench ab`` is right: false alarms on identical deployments, and its power.
 
 ``python -m bench.ab_power [--repetitions 20]`` repeats a short A/B at fixed
-settings (default 6 rounds of 3 s per arm, 4 users, REST, the seed's 3:1 mix,
-the ``ab`` default tolerance) for two pairs of deployments, interleaved
-repetition by repetition so that machine drift hits both:
+settings (``bench ab``'s defaults: a warm-up round and 12 rounds of 2 s, A and B
+in turns of 0.1 s, pinned, 4 users, REST, the seed's 3:1 mix, tolerance 5 %)
+for two pairs of deployments, alternating repetition by repetition so that
+machine drift hits both:
 
 * **identical**: two copies of the reference deployment. A verdict of ``slower``
   or ``faster`` is a false alarm; the target is at most 1 in 20;
@@ -11,8 +12,9 @@ repetition by repetition so that machine drift hits both:
   ``bench/runtimes/slow_runtime.py`` (model code MLServer runs, never imported by
   the harness), which busy-waits a fixed time per request, sized from a
   service time measured first (``1 / throughput`` of one deployment), for
-  ``--slowdown`` (default 10 %) less throughput. The target is ``slower`` in at
-  least 16 of 20.
+  ``--slowdown`` (default 10 %) less throughput, then corrected once by what a
+  short A/B measured (busy-waiting does not cost throughput one for one). The
+  target is ``slower`` in at least 16 of 20.
 
 It prints each rate with its Clopper-Pearson 95 % interval
 (``scipy.stats.binomtest(...).proportion_ci(method="exact")``), the slowdown
@@ -40,12 +42,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.ab import DEFAULT_TOLERANCE, HEADLINE, analyse, interleave
-from bench.scenario import FIXED_SCENARIO, measure
+from bench.ab import DEFAULT_TOLERANCE, HEADLINE, WARMUP_ROUNDS, AbOptions, analyse, take_turns
+from bench.scenario import FIXED_SCENARIO
+from bench.turns import SLOT_S, pin_deployments
 from reference.paths import MODELS_DIR
 from reference.server import ReferenceServer
 
 SEED_MIX = "mnist-svm=3,mushroom-xgboost=1"
+SIZING_ATTEMPTS = 2  # the slow runtime's delay: from the service time, then corrected once by a short A/B
+SIZING_SLACK = 0.015  # a measured B/A this close to 1 - --slowdown is taken as is
 RUNTIMES = {"mlserver_sklearn.SKLearnModel": "SlowSKLearnModel",
             "mlserver_xgboost.XGBoostModel": "SlowXGBoostModel"}
 
@@ -110,34 +115,52 @@ def run(args: argparse.Namespace) -> int:
     try:
         with ReferenceServer(ports="free", models_dir=MODELS_DIR) as a, \
              ReferenceServer(ports="free", models_dir=MODELS_DIR) as twin:
-            e = a.endpoints
-            measure(e.rest_url, e.grpc_target, args.round_seconds, scratch / "warmup-a", scenario)
-            calibration = measure(e.rest_url, e.grpc_target, args.round_seconds, scratch / "calibrate",
-                                  scenario)
-            rps = calibration.overall.get("throughput_rps") or 0.0
+            pinned = None if args.no_pin else pin_deployments([a.pid, twin.pid])
+            cpus = set(pinned["generators"]) if pinned else None
+            print(f"pinned: {pinned or 'no'}", flush=True)
+
+            def ab_of(b: ReferenceServer, folder: str, rounds: int) -> dict[str, Any]:
+                ab: dict[str, Any] = {"a": [], "b": []}
+                take_turns({"A": a, "B": b}, {"A": scenario, "B": scenario}, rounds, args.round_seconds,
+                           scratch / folder, ab, [], slot_s=args.turn_seconds, cpus=cpus)
+                return ab
+
+            ab_of(twin, "warm-up", 3)
+            calibration = ab_of(twin, "calibrate", 6)["a"]  # A's throughput in its turns
+            rps = statistics.mean(r["throughput"] for r in calibration) if calibration else 0.0
             if rps <= 0:
                 print("calibration measured no throughput", file=sys.stderr)
                 return 2
             delay = (1 / rps) * (1 / (1 - args.slowdown) - 1)
-            print(f"service time {1e3 / rps:.3f} ms ({rps:.0f} req/s); slow runtime busy-waits "
-                  f"{delay * 1e3:.3f} ms per request for ~{args.slowdown:.0%} less throughput", flush=True)
-            slow_dir = slow_models(MODELS_DIR, scratch / "slow-models", delay)
-            with ReferenceServer(ports="free", models_dir=slow_dir) as slow:
+
+            def repeat(slow: ReferenceServer) -> None:
                 pairs = {"identical": twin, "slowdown": slow}
-                for server in pairs.values():
-                    measure(server.endpoints.rest_url, server.endpoints.grpc_target, args.round_seconds,
-                            scratch / f"warmup-{server.endpoints.http_port}", scenario)
                 for rep in range(args.repetitions):
                     for kind, b in pairs.items():
-                        ab: dict[str, Any] = {"a": [], "b": [], "order": []}
-                        interleave({"A": a, "B": b}, {"A": scenario, "B": scenario}, args.rounds,
-                                   args.round_seconds, scratch / f"{kind}-{rep:02d}", ab, [])
+                        ab = ab_of(b, f"{kind}-{rep:02d}", args.rounds)
                         head = analyse(ab["a"], ab["b"], args.tolerance, 0.005)[HEADLINE]
                         results[kind].append(head)
                         print(f"{kind} #{rep + 1}: {head.get('line', head['verdict'])} "
                               f"[rounds B/A: {_round_ratios(ab)}]", flush=True)
                     shutil.rmtree(scratch / f"identical-{rep:02d}", ignore_errors=True)
                     shutil.rmtree(scratch / f"slowdown-{rep:02d}", ignore_errors=True)
+
+            for attempt in range(SIZING_ATTEMPTS):  # sized from the service time, then corrected once
+                print(f"service time {1e3 / rps:.3f} ms ({rps:.0f} req/s); slow runtime busy-waits "
+                      f"{delay * 1e3:.3f} ms per request, aiming at {args.slowdown:.0%} less throughput",
+                      flush=True)
+                slow_dir = slow_models(MODELS_DIR, scratch / f"slow-models-{attempt}", delay)
+                with ReferenceServer(ports="free", models_dir=slow_dir) as slow:
+                    if pinned:
+                        pin_deployments([slow.pid])
+                    check = ab_of(slow, f"size-{attempt}", 6)
+                    ratio = statistics.geometric_mean(y["throughput"] / x["throughput"]
+                                                      for x, y in zip(check["a"], check["b"], strict=True))
+                    print(f"  measured B/A {ratio:.3f}", flush=True)
+                    if attempt + 1 == SIZING_ATTEMPTS or abs(ratio - (1 - args.slowdown)) <= SIZING_SLACK:
+                        repeat(slow)
+                        break
+                delay *= math.log(1 - args.slowdown) / math.log(min(ratio, 0.999))
     except KeyboardInterrupt:
         interrupted = True
         print("interrupted: the figures below are of the repetitions done", flush=True)
@@ -154,8 +177,10 @@ def report(results: dict[str, list[dict[str, Any]]], args: argparse.Namespace, e
     called = sum(1 for m in slow if m.get("word") == "slower")
     n_same, n_slow = len(same), len(slow)
     print()
-    print(f"settings: {args.rounds} rounds of {args.round_seconds:g} s per arm, {args.users} users, REST, "
-          f"tolerance {args.tolerance:.0%}; {args.repetitions} repetitions each, {elapsed_s / 60:.1f} min")
+    print(f"settings: {WARMUP_ROUNDS} + {args.rounds} rounds of {args.round_seconds:g} s in turns of "
+          f"{args.turn_seconds:g} s, {args.users} users, REST, tolerance {args.tolerance:.0%}, "
+          f"{'not ' if args.no_pin else ''}pinned; {args.repetitions} repetitions each, "
+          f"{elapsed_s / 60:.1f} min")
     print(rate_line("identical deployments called slower or faster", alarms, n_same, "at most 1 in 20"))
     print(rate_line(f"~{args.slowdown:.0%} slowdown called slower", called, n_slow, "at least 16 in 20"))
     measured = [m["estimate"] for m in slow if "estimate" in m]
@@ -174,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.ab_power", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repetitions", type=int, default=20, help="A/B runs per pair (default 20)")
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--round-seconds", type=float, default=3.0)
+    parser.add_argument("--rounds", type=int, default=AbOptions.rounds)
+    parser.add_argument("--round-seconds", type=float, default=AbOptions.round_s)
+    parser.add_argument("--turn-seconds", type=float, default=SLOT_S)
+    parser.add_argument("--no-pin", action="store_true", help="leave CPU placement to the scheduler")
     parser.add_argument("--users", type=int, default=4)
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     parser.add_argument("--slowdown", type=float, default=0.10, help="throughput lost to the slow runtime")

@@ -1,7 +1,7 @@
 """``python -m bench ab --base REV``: the deployment of git revision REV as side A.
 
 The pull-request benchmark: REV's deployment, with its own code, lock and
-models, against the working tree's, in interleaved rounds (:mod:`bench.ab`).
+models, against the working tree's, measured in turns (:mod:`bench.ab`).
 
 :class:`BaseDeployment` checks REV out in a git work tree under
 ``.harness/ab-base/worktrees/`` (git-ignored), builds REV's virtualenv with uv
@@ -175,6 +175,11 @@ class BaseDeployment:
         for line in self._process.stdout:
             self._lines.append(line)
 
+    @property
+    def pid(self) -> int | None:
+        """PID of the process tree that serves REV's deployment, once started."""
+        return self._process.pid if self._process is not None else None
+
     def describe(self) -> dict[str, Any]:
         from bench.deployment import server_identity
 
@@ -250,8 +255,8 @@ def step_summary(summary: dict[str, Any]) -> str:
     ab = summary.get("ab") or {}
     lines = ["## PR benchmark: A/B against the base branch", "",
              f"**{summary.get('verdict', 'no verdict')}**", "",
-             f"A: {ab.get('a_label')}; B: {ab.get('b_label')}; {len(ab.get('order') or [])} of "
-             f"{ab.get('rounds')} rounds of {ab.get('round_s')} s, interleaved; "
+             f"A: {ab.get('a_label')}; B: {ab.get('b_label')}; {len(ab.get('a') or [])} of "
+             f"{ab.get('rounds')} rounds of {ab.get('round_s')} s, in turns of {ab.get('slot_s')} s; "
              f"{ab.get('interval', 'interval')}; tolerance {ab.get('tolerance', 0):.0%} "
              f"(error rate: {ab.get('error_tolerance', 0) * 100:g} points)", "",
              "| metric | B against A | 95% interval | verdict |", "| --- | --- | --- | --- |"]

@@ -104,9 +104,13 @@ def render(summary: Mapping[str, Any], images: Sequence[str] = ()) -> str:
 
     ab = summary.get("ab")
     if ab:
-        lines += ["", "## A/B in one run (interleaved rounds, ratio B/A)", ""]
-        lines += [f"A: {ab.get('a_label')}; B: {ab.get('b_label')}; {ab.get('rounds')} rounds of "
-                  f"{ab.get('round_s')} s each, alternating (order: {' '.join(ab.get('order', []))})", ""]
+        lines += ["", "## A/B in one run (in turns, ratio B/A)", ""]
+        pinned = ab.get("pinned")
+        lines += [f"A: {ab.get('a_label')}; B: {ab.get('b_label')}; {len(ab.get('a') or [])} of "
+                  f"{ab.get('rounds')} rounds of {ab.get('round_s')} s (after {ab.get('warmup_rounds', 0)} "
+                  f"warm-up), A and B sending in turns of {ab.get('slot_s')} s; "
+                  + (f"servers on CPUs {pinned['servers']}, load generators on {pinned['generators']}"
+                     if pinned else "not pinned to CPUs"), ""]
         rows = [[m, _fmt_estimate(e), _fmt_interval(e), e["verdict"]]
                 for m, e in ab.get("metrics", {}).items()]
         lines += markdown_table(["metric", "B/A (geometric mean)", "95% interval", "verdict"], rows)

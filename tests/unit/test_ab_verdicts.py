@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from bench import pr_ab
-from bench.ab import METRICS, analyse, headline, round_figures
+from bench.ab import analyse, headline
 from bench.sweep import step_change
+from bench.turns import METRICS, round_figures
 from reference.errors import HarnessError
 
 
@@ -38,9 +39,9 @@ def test_identical_sides_are_same_and_noise_is_inconclusive() -> None:
 
 
 def test_round_figures_reads_every_metric() -> None:
-    overall = {"throughput_rps": 100.0, "error_rate": 0.01, "errors": {"x": 1},
-               "latency_us": {m: 1.0 for m in ("min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max")}}
-    figures = round_figures(overall)
+    total = {"throughput_rps": 100.0, "error_rate": 0.01, "errors": 1, "requests": 100,
+             "latency_us": {m: 1.0 for m in ("min", "mean", "p50", "p90", "p95", "p99", "p99.9", "max")}}
+    figures = round_figures(total)
     assert all(figures[m] is not None for m in METRICS) and figures["errors"] == 1
 
 
@@ -50,7 +51,7 @@ def test_step_summary_has_the_verdict_and_each_interval(tmp_path: Path,
     metrics = analyse(A, b, 0.05, 0.005)
     summary = {"verdict": headline(metrics, 6, 0.05, 0),
                "ab": {"a_label": "revision main", "b_label": "working tree", "rounds": 6, "round_s": 3,
-                      "order": ["AB", "BA"] * 3, "interval": "95% percentile bootstrap over rounds (paired)",
+                      "slot_s": 0.1, "interval": "95% percentile bootstrap over rounds (paired)",
                       "tolerance": 0.05, "error_tolerance": 0.005, "metrics": metrics}}
     target = tmp_path / "summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(target))
