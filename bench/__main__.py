@@ -216,15 +216,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("ab", help="two deployments side by side, measured in turns")
-    p.add_argument("--rounds", type=int, default=12,
-                   help="measured rounds, after one warm-up round (default 12)")
+    p.add_argument("--rounds", type=int, default=16,
+                   help="measured rounds, after one warm-up round (default 16)")
     p.add_argument("--round-seconds", type=float, default=2.0,
                    help="length of a round; A and B each send for half of it, in turns (default 2)")
     p.add_argument("--turn-seconds", type=float, default=0.1,
                    help="length of one turn: A sends, then B, ... (default 0.1)")
     p.add_argument("--no-pin", action="store_true",
                    help="let the scheduler place servers and load generators (default: servers on half "
-                        "the CPUs, generators on the other half)")
+                        "the CPUs, generators on the other half); for changes about using more cores")
     p.add_argument("--users", type=int, default=4)
     p.add_argument("--a-settings", type=Path, default=SETTINGS_FILE)
     p.add_argument("--b-settings", type=Path, default=SETTINGS_FILE)

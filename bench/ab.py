@@ -114,7 +114,7 @@ def take_turns(sides: dict[str, Any], scenarios: dict[str, dict[str, Any]], roun
 
 @dataclass
 class AbOptions:
-    rounds: int = 12
+    rounds: int = 16
     round_s: float = 2.0  # both sides' slots: each side sends for half of it
     slot_s: float = SLOT_S
     pin: bool = True  # servers on half the CPUs, load generators on the other half (reference.affinity)

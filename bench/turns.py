@@ -18,12 +18,13 @@ from typing import Any
 
 from bench.scenario import locust_args
 from loadtests._launch import run_locust
+from loadtests._turns import DEFAULT_SLOT_S
 from reference import affinity
 from reference.errors import HarnessError
 from reporting.latency import LatencyBook
 
 STARTUP_S = 6.0  # from launch to every user spawned: 4-8 s for two runs at once on one pinned CPU
-SLOT_S = 0.1
+SLOT_S = DEFAULT_SLOT_S  # 0.1 s; pinned, identical sides spread 0.022-0.035 per round (0.25 s: up to 0.045)
 STARTUP_ATTEMPTS = 2  # then once more with twice the start-up time
 METRICS = ("throughput", "p50", "p90", "p95", "p99", "p99.9", "max", "mean", "error_rate")
 

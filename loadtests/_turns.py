@@ -34,7 +34,7 @@ from reporting.latency import LatencyBook, SeriesKey
 
 from ._plan import PlanError
 
-DEFAULT_SLOT_S = 0.25
+DEFAULT_SLOT_S = 0.1
 DEFAULT_ROUND_S = 2.0
 # A send is read back as answer time - latency, and a user checks its slot just before it sends:
 # a request that went out up to 1 ms from its slot's edges is on turn.

@@ -41,3 +41,10 @@ def test_smallest_slowdown_called_slower_is_about_tolerance_plus_half_width() ->
     assert out["p50"] == pytest.approx(1 - 0.95 * math.exp(-0.05))  # ~9.6 %: tolerance + half-width
     assert out["p80"] == pytest.approx(1 - 0.95 * math.exp(-(0.05 + 0.84 * 0.02)))
     assert ab_power.smallest_called_slower(0.05, [3.0], [0.0, 2.0])["p80"] < 1  # never beyond 100 %
+
+
+def test_next_delay_scales_one_point_and_interpolates_two() -> None:
+    """One point: proportional; two: the line through them (0.122 ms cost 15.5 %, 0.076 ms 7.5 %)."""
+    assert ab_power.next_delay([(0.122e-3, 0.155)], 0.10) == pytest.approx(0.122e-3 * 0.10 / 0.155)
+    assert ab_power.next_delay([(0.122e-3, 0.155), (0.076e-3, 0.075)], 0.10) == pytest.approx(0.090375e-3)
+    assert ab_power.next_delay([(1e-4, 0.0), (2e-4, 0.0)], 0.10) > 0  # no slowdown seen: still positive
