@@ -12,9 +12,10 @@ machine drift hits both:
   ``bench/runtimes/slow_runtime.py`` (model code MLServer runs, never imported by
   the harness), which busy-waits a fixed time per request, sized from a
   service time measured first (``1 / throughput`` of one deployment), for
-  ``--slowdown`` (default 10 %) less throughput, then corrected once by what a
-  short A/B measured (busy-waiting does not cost throughput one for one). The
-  target is ``slower`` in at least 16 of 20.
+  ``--slowdown`` (default 10 %) less throughput, then corrected by what short
+  A/Bs measured (up to :data:`SIZING_ATTEMPTS` tries, interpolating: busy-waiting
+  does not cost throughput one for one). The target is ``slower`` in at least
+  16 of 20.
 
 It prints each rate with its Clopper-Pearson 95 % interval
 (``scipy.stats.binomtest(...).proportion_ci(method="exact")``), the slowdown
@@ -24,8 +25,9 @@ a true ratio ``r`` is called slower half the time when ``r * exp(h) = 1 -
 tolerance`` and four times in five when ``r * exp(h + 0.84 s) = 1 - tolerance``,
 with ``h`` the median half-width of the throughput intervals seen (log scale)
 and ``s`` the spread (standard deviation) of the identical pairs' log
-estimates. The three servers are started once and reused across repetitions;
-every process is stopped at the end. Ctrl-C (or SIGINT from ``timeout -s
+estimates. The reference and its twin are started once, the slow deployment
+once per sizing try, and the last one is reused across repetitions; every
+process is stopped at the end. Ctrl-C (or SIGINT from ``timeout -s
 INT``) stops early and still prints the figures of the repetitions done.
 """
 
@@ -45,8 +47,11 @@ from typing import Any
 from bench.ab import DEFAULT_TOLERANCE, HEADLINE, WARMUP_ROUNDS, AbOptions, analyse, take_turns
 from bench.scenario import FIXED_SCENARIO
 from bench.turns import SLOT_S, pin_deployments
+from loadtests._turns import check_round
+from reference.errors import HarnessError
 from reference.paths import MODELS_DIR
 from reference.server import ReferenceServer
+from reporting.stats import check_tolerance
 
 SEED_MIX = "mnist-svm=3,mushroom-xgboost=1"
 # The slow runtime's delay: from the service time, then corrected by short A/Bs. Throughput lost is
@@ -171,8 +176,13 @@ def run(args: argparse.Namespace) -> int:
                     if pinned:
                         pin_deployments([slow.pid])
                     check = ab_of(slow, f"size-{attempt}", 6)
-                    ratio = statistics.geometric_mean(y["throughput"] / x["throughput"]
-                                                      for x, y in zip(check["a"], check["b"], strict=True))
+                    pairs_ = zip(check["a"], check["b"], strict=True)
+                    ratios = [y["throughput"] / x["throughput"] for x, y in pairs_
+                              if x["throughput"] and y["throughput"]]
+                    if not ratios:
+                        print("the sizing A/B measured no throughput", file=sys.stderr)
+                        return 2
+                    ratio = statistics.geometric_mean(ratios)
                     print(f"  measured B/A {ratio:.3f}", flush=True)
                     if attempt + 1 == SIZING_ATTEMPTS or abs(ratio - (1 - args.slowdown)) <= SIZING_SLACK:
                         repeat(slow)
@@ -227,6 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.repetitions < 1 or args.rounds < 2 or not 0 < args.slowdown < 1:
         parser.error("--repetitions >= 1, --rounds >= 2, --slowdown in (0, 1)")
+    try:
+        check_round(args.turn_seconds, args.round_seconds, 2, ("--turn-seconds", "--round-seconds"))
+        check_tolerance(args.tolerance)
+    except (ValueError, HarnessError) as exc:  # a tolerance / a round of turns that does not fit
+        parser.error(str(exc))
     try:
         return run(args)
     except KeyboardInterrupt:

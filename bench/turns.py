@@ -2,14 +2,18 @@
 
 :func:`measure_in_turns` starts one headless ``locust -f loadtests/`` per
 target with ``--turn I/N`` and one shared ``--turn-start`` a few seconds ahead
-(:mod:`loadtests._turns`), so their users send in alternating slots of
-``slot_s`` seconds, and reads each round's figures back from the runs'
+(:mod:`loadtests._turns`), so their users send in turns of ``slot_s`` seconds
+(one slot each per cycle, in a shuffled order), and reads each round's figures back from the runs'
 ``latency.json``. Round ``r`` of every target covers the same seconds of the
 machine's life, which is what makes a per-round ratio B/A worth its name.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -113,7 +117,8 @@ def measure_in_turns(targets: list[Target], rounds: int, round_s: float, reports
     missing = [targets[i].rest_url for i, r in enumerate(runs) if r is None]
     if missing:
         raise HarnessError(f"the load generator for {', '.join(missing)} was not up within "
-                           f"{startup_s * 2 ** attempt:g} s of its launch: is the machine overloaded?")
+                           f"{startup_s * 2 ** attempt:g} s of its launch: the machine is overloaded; stop "
+                           "other load on it and run again")
     return [r for r in runs if r is not None]
 
 
@@ -124,18 +129,32 @@ def _attempt(targets: list[Target], rounds: int, round_s: float, reports_root: P
     bound = startup_s + rounds * round_s + 30.0  # -t: the whole process's bound, not reached normally
     parties = len(targets)
 
+    processes: list[subprocess.Popen] = []
+
     def one(i: int, target: Target) -> TurnRun | None:
         args = locust_args(target.scenario, bound, target.rest_url, target.grpc_target, [
             "--turn", f"{i}/{parties}", "--turn-start", f"{start:.6f}", "--turn-slot", f"{slot_s:g}",
             "--turn-round", f"{round_s:g}", "--turn-rounds", str(rounds)])
-        run = run_locust(args, reports_root=reports_root / f"turn-{i}", timeout=bound + 120, cpus=cpus)
+        run = run_locust(args, reports_root=reports_root / f"turn-{i}", timeout=bound + 120, cpus=cpus,
+                         started=processes.append)
         if run.report is None and "is over already" in run.stderr:
             return None
         if run.report is None:
-            raise HarnessError(f"the load generator left no report (exit {run.returncode}):\n"
-                               f"{run.stderr[-3000:]}")
+            raise HarnessError(f"the load generator for {target.rest_url} left no report "
+                               f"(exit {run.returncode}):\n{run.stderr[-3000:]}")
+        if run.report.get("aborted"):
+            raise HarnessError(f"the load run against {target.rest_url} was aborted: "
+                               f"{run.report['aborted'].get('reason')}; is that deployment up?")
         return TurnRun(rounds_of(run.report), run.report)
 
-    with ThreadPoolExecutor(max_workers=parties) as pool:
+    pool = ThreadPoolExecutor(max_workers=parties)
+    try:
         futures = [pool.submit(one, i, t) for i, t in enumerate(targets)]
         return [f.result() for f in futures]
+    except BaseException:  # Ctrl-C or a failed side: the other run stops now, not at its window's end
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

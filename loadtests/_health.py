@@ -72,9 +72,9 @@ class Stalls:
         self._new: list[dict[str, Any]] = []
 
     def sent(self, now: float) -> None:
-        self.in_flight += 1
-        if self.last_answer is None:
+        if self.last_answer is None or self.in_flight == 0:  # idle until now (e.g. --turn): no stall
             self.last_answer = now
+        self.in_flight += 1
 
     def answered(self, now: float, pool: int, typical_s: Callable[[], float]) -> None:
         """An answer (or a failure) arrived; ``pool`` is how many users this process runs."""

@@ -68,7 +68,8 @@ def _stop_group(process: subprocess.Popen) -> None:
 
 def run_locust(args: list[str] | tuple[str, ...], *, reports_root: Path | None = None,
                timeout: float = DEFAULT_TIMEOUT_S, root: Path | None = None,
-               during: Callable[[], Any] | None = None, cpus: set[int] | None = None) -> LocustRun:
+               during: Callable[[], Any] | None = None, cpus: set[int] | None = None,
+               started: Callable[[subprocess.Popen], Any] | None = None) -> LocustRun:
     """Run ``locust -f loadtests/ --headless ARGS``; raise ``subprocess.TimeoutExpired`` past ``timeout``.
 
     Its run folder goes under ``reports_root`` (a new temporary folder when
@@ -76,15 +77,18 @@ def run_locust(args: list[str] | tuple[str, ...], *, reports_root: Path | None =
     ``python -m`` puts it first on the child's ``sys.path``, so another
     checkout's packages are the ones imported). ``during`` is called once the
     run is started (e.g. to kill or stop the target under load). ``cpus``
-    pins the run to those CPUs (:mod:`reference.affinity`). Nothing it started
-    outlives the call.
+    pins the run to those CPUs (:mod:`reference.affinity`). ``started`` gets
+    the process (e.g. so that another thread can kill its session on Ctrl-C).
+    Nothing it started outlives the call.
     """
     reports = Path(reports_root) if reports_root is not None else Path(tempfile.mkdtemp(prefix="locust-"))
     process = subprocess.Popen(locust_command(args, reports), cwd=root or REPO_ROOT, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
-    if cpus:  # before the interpreter is up: every thread and process it starts inherits the set
-        pin_tree(process.pid, cpus)
     try:
+        if started is not None:
+            started(process)
+        if cpus:  # before the interpreter is up: every thread and process it starts inherits the set
+            pin_tree(process.pid, cpus)
         if during is not None:
             during()
         stdout, stderr = process.communicate(timeout=timeout)

@@ -146,8 +146,6 @@ def _take_turns(state: RunState, options: Any, plan: Plan) -> None:
     turns = _turns.turn_plan_from_options(options)
     if turns is not None:
         _turns.check_compatible(turns, options, plan.arrival_rate, state.role)
-        if getattr(options, "bad_share", None):
-            raise HarnessError("--turn does not take --bad-share: bad requests would go out of turn")
         state.turns = _turns.Turns(turns)
 
 

@@ -107,7 +107,7 @@ def measured_seconds(state: RunState) -> float | None:
     if state.started_wall is None:
         return None
     if state.turns is not None:
-        return state.turns.own_seconds()
+        return state.turns.own_seconds(state.stopped_wall)
     return (state.stopped_wall or time.time()) - state.started_wall
 
 
@@ -164,7 +164,7 @@ def write_report(state: RunState, final: bool) -> dict[str, Any] | None:
         "revision": run.meta.get("revision"),
         "machine": run.meta.get("machine"),
         "hdr": state.book.to_wire(),
-        "turns": state.turns.report() if state.turns is not None else None,
+        "turns": state.turns.report(state.stopped_wall) if state.turns is not None else None,
     }
     run.write_json(REPORT_FILE, document)
     return document

@@ -1,8 +1,9 @@
 """Taking turns with other load runs on this machine: the fine interleaving of ``python -m bench ab``.
 
 Two runs started with the same ``--turn-start`` (a Unix time) and ``--turn 0/2``
-and ``--turn 1/2``, each against its own deployment, send load in alternating
-slots of ``--turn-slot`` seconds (default 0.25): while one run's users send,
+and ``--turn 1/2``, each against its own deployment, send load in turns of
+``--turn-slot`` seconds (default 0.1; each cycle gives every run one slot, in a
+shuffled order, see :class:`TurnPlan`): while one run's users send,
 the other's wait, so each deployment has the machine to itself while it is
 measured, and a slow second of a shared machine falls on both alike. Measuring
 A and B one after the other in rounds of seconds each is not enough here: on
@@ -19,8 +20,9 @@ rounds of A and B; the run's own figures are over its own slots (throughput
 counts the time this run could send, not the time it waited). A request
 belongs to the slot in which it was sent. A run that is not up by the start
 (every user spawned) begins at its next slot and counts its own time from
-there. Closed loop, one process, steady shape only. The plan's arithmetic and
-option checks import nothing of Locust, so ``bench`` uses them as they are.
+there. Closed loop, one process, steady shape, headless; no ``--bad-share``
+or ``--slo-abort``. The plan's arithmetic and option checks import nothing of
+Locust, so ``bench`` uses them as they are.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ DEFAULT_ROUND_S = 2.0
 # A send is read back as answer time - latency, and a user checks its slot just before it sends:
 # a request that went out up to 1 ms from its slot's edges is on turn.
 OFF_TURN_SLACK_S = 0.001
+EDGE_S = 1e-6  # slot edges are start + k * slot: at Unix times a float is only good to ~2.4e-7 s
 MAX_START_AHEAD_S = 600.0  # a start further ahead is a typo (milliseconds?), not a plan
 
 
@@ -97,7 +100,7 @@ class TurnPlan:
         return self.round_s / self.parties
 
     def _slot(self, t: float) -> int:
-        return math.floor((t - self.start) / self.slot_s + 1e-9)
+        return math.floor((t - self.start + EDGE_S) / self.slot_s)
 
     def _own_in_cycle(self, cycle: int) -> int:
         """The slot (index from ``start``) this run owns in ``cycle``."""
@@ -113,7 +116,7 @@ class TurnPlan:
 
     def next_own_start(self, t: float) -> float | None:
         """The start of this run's first slot that starts at or after ``t``; None past the window."""
-        k = max(math.ceil((t - self.start) / self.slot_s - 1e-9), 0)
+        k = max(math.ceil((t - self.start - EDGE_S) / self.slot_s), 0)
         own = self._own_in_cycle(k // self.parties)
         if own < k:
             own = self._own_in_cycle(k // self.parties + 1)
@@ -190,6 +193,11 @@ def check_compatible(turns: TurnPlan, options: Any, arrival_rate: float, role: s
         raise PlanError("--turn runs in one process: drop --processes / --master / --worker")
     if not getattr(options, "headless", False):
         raise PlanError("--turn needs --headless: the runs must start by themselves at --turn-start")
+    if getattr(options, "bad_share", None):
+        raise PlanError("--turn does not take --bad-share (bad requests would go out of turn): drop it")
+    if getattr(options, "slo_abort", False):
+        raise PlanError("--turn does not take --slo-abort (throughput so far would count the other run's "
+                        "turns): drop it; --slo is checked at the end over this run's own slots")
 
 
 @dataclass(eq=False)
@@ -227,7 +235,7 @@ class Turns:
                 raise StopUser()
             if now >= first and self.plan.own_slot_at(now):
                 return
-            upcoming = self.plan.next_own_start(max(now, first))
+            upcoming = first if now < first else self.plan.next_own_start(now)
             if upcoming is None:
                 raise StopUser()
             gevent.sleep(upcoming - now)
@@ -253,15 +261,19 @@ class Turns:
         until = time.time() if now is None else now
         return sum(self.plan.own_seconds(r, self.joined, until) for r in range(self.plan.rounds))
 
-    def report(self) -> dict[str, Any]:
-        """latency.json's ``turns``: the plan, when the run joined, and each round's histograms."""
+    def report(self, until: float | None = None) -> dict[str, Any]:
+        """latency.json's ``turns``: the plan, when the run joined, and each round's histograms.
+
+        ``until``: when the run stopped (None: it runs on), so that slots after a stop count nothing.
+        """
         plan = self.plan
+        until = time.time() if until is None else until
         since = self.joined if self.joined is not None else plan.end
         return {
             "turn": f"{plan.index}/{plan.parties}", "start": plan.start, "slot_s": plan.slot_s,
             "round_s": plan.round_s, "rounds": plan.rounds,
             "late_s": round(max(since - plan.start, 0.0), 3),
-            "own_s": round(self.own_seconds(), 6), "off_turn": self.off_turn,
-            "per_round": [{"own_s": plan.own_seconds(r, since, time.time()), "hdr": book.to_wire()}
+            "own_s": round(self.own_seconds(until), 6), "off_turn": self.off_turn,
+            "per_round": [{"own_s": plan.own_seconds(r, since, until), "hdr": book.to_wire()}
                           for r, book in enumerate(self.books)],
         }

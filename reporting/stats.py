@@ -2,7 +2,7 @@
 
 One method everywhere: an **expanded percentile bootstrap** (``scipy.stats.bootstrap``,
 95 %, a fixed seed so a report is reproducible) over the units a run measures
-independently, interleaved A/B rounds (paired) or stability windows (two
+independently, A/B rounds measured in turns (paired) or stability windows (two
 samples). A plain percentile interval is too narrow for the handful of rounds a
 benchmark affords (at n = 6, 89 % coverage in a simulation of normal data; expanded: 96 %); the expanded one
 (Hesterberg 2015) takes the bootstrap percentiles at the level whose normal
@@ -125,7 +125,7 @@ def _clean_pairs(a: Sequence[float | None], b: Sequence[float | None]) -> tuple[
 
 
 def paired_ratio(a: Sequence[float | None], b: Sequence[float | None]) -> Interval:
-    """Interleaved rounds: the geometric mean of the per-round ratios B/A, bootstrapped over rounds."""
+    """A/B rounds: the geometric mean of the per-round ratios B/A, bootstrapped over rounds."""
     x, y = _clean_pairs(a, b)
     keep = (x > 0) & (y > 0)
     logs = np.log(y[keep] / x[keep])
@@ -137,7 +137,7 @@ def paired_ratio(a: Sequence[float | None], b: Sequence[float | None]) -> Interv
 
 
 def paired_difference(a: Sequence[float | None], b: Sequence[float | None]) -> Interval:
-    """Interleaved rounds: the mean of B - A per round (e.g. error rate in points), bootstrapped."""
+    """A/B rounds: the mean of B - A per round (e.g. error rate in points), bootstrapped."""
     x, y = _clean_pairs(a, b)
     if not len(x):
         raise ValueError("no round measured both sides: nothing to compare")

@@ -156,3 +156,13 @@ def test_a_stall_is_every_request_in_flight_waiting() -> None:
     assert found["duration_s"] == pytest.approx(2.498, abs=0.01) and found["in_flight"] == 4
     warning = stall_warning([{**found, "start_s": 1.0}], queued=12)
     assert warning is not None and "stopped answering" in warning and "12 open-loop requests" in warning
+
+
+def test_idle_time_before_a_burst_is_no_stall() -> None:
+    """--turn: users wait out the other run's turn with nothing in flight; that is not the server."""
+    stalls = Stalls()
+    stalls.sent(0.0)
+    stalls.answered(0.002, pool=1, typical_s=lambda: 0.002)
+    stalls.sent(1.0)  # idle for a second, then every user sends at once
+    stalls.answered(1.002, pool=1, typical_s=lambda: 0.002)
+    assert stalls.report(started_wall=None) == []

@@ -308,6 +308,8 @@ def test_check_compatible_accepts_a_closed_loop_steady_headless_local_run():
     (good_run(), 0.0, "worker", ["one process", "drop --processes / --master / --worker"]),
     (good_run(headless=False), 0.0, "local", ["--turn needs --headless"]),
     (argparse.Namespace(shape="steady"), 0.0, "local", ["--turn needs --headless"]),
+    (good_run(bad_share="5%"), 0.0, "local", ["--bad-share", "drop it"]),
+    (good_run(slo_abort=True), 0.0, "local", ["--slo-abort", "drop it", "--slo is checked at the end"]),
 ])
 def test_check_compatible_names_what_to_drop(options_, rate, role, words):
     with pytest.raises(PlanError) as caught:
@@ -546,3 +548,35 @@ def test_a_periodic_task_falls_into_both_parties_slots_alike(period):
     times = [shuffled.start + 0.037 + period * j for j in range(int(3000 / period))]
     share = sum(shuffled.own_slot_at(t) for t in times) / len(times)
     assert 0.4 <= share <= 0.6, share  # the fixed A B A B order put every one in the same party's slot
+
+
+# -- slot edges at Unix times ---------------------------------------------------
+
+
+def test_slot_edges_hold_at_unix_times():
+    """start + k * slot is only good to ~2.4e-7 s near 1.8e9: no own slot may be skipped or misread."""
+    at_unix = TurnPlan(0, 2, start=1_796_124_692.253417, slot_s=0.1, round_s=2.0, rounds=10)
+    for k in range(200):
+        edge = at_unix.start + k * at_unix.slot_s
+        assert at_unix._slot(edge) == k
+        if at_unix.owns(k):
+            assert at_unix.next_own_start(edge) == pytest.approx(edge, abs=1e-6)
+            assert at_unix.own_slot_at(edge)
+
+
+def test_a_late_joiner_waits_for_its_first_counted_slot_not_the_one_after():
+    at_unix = TurnPlan(0, 2, start=1_796_124_692.253417, slot_s=0.1, round_s=2.0, rounds=10)
+    for late in (0.15, 0.95, 1.85, 3.05):
+        turns = Turns(at_unix)
+        turns.join(now=at_unix.start + late)
+        first = turns.first
+        assert first is not None and at_unix.own_slot_at(first)
+        # what wait() sleeps to, from before the first slot: the first slot itself
+        assert at_unix.next_own_start(first) == pytest.approx(first, abs=1e-6)
+
+
+def test_own_seconds_stop_when_the_run_stopped():
+    turns = joined(0)
+    report = turns.report(until=102.3)  # stopped (aborted) in round 1: later slots count nothing
+    assert [entry["own_s"] for entry in report["per_round"]] == pytest.approx([1.0, 0.25, 0.0])
+    assert report["own_s"] == pytest.approx(1.25)
