@@ -9,7 +9,7 @@ machine drift hits both:
 * **identical**: two copies of the reference deployment. A verdict of ``slower``
   or ``faster`` is a false alarm; the target is at most 1 in 20;
 * **slowdown**: the reference against the same models behind
-  ``bench/runtimes/slow_runtime.py`` (model code MLServer runs, never imported by
+  ``reference/runtimes/slow_runtime.py`` (model code MLServer runs, never imported by
   the harness), which busy-waits a fixed time per request, sized from a
   service time measured first (``1 / throughput`` of one deployment), for
   ``--slowdown`` (default 10 %) less throughput, then corrected by what short
@@ -49,7 +49,7 @@ from bench.scenario import FIXED_SCENARIO
 from bench.turns import SLOT_S, pin_deployments
 from loadtests._turns import check_round
 from reference.errors import HarnessError
-from reference.paths import MODELS_DIR
+from reference.paths import MODELS_DIR, SLOW_RUNTIME
 from reference.server import ReferenceServer
 from reporting.stats import check_tolerance
 
@@ -64,8 +64,7 @@ RUNTIMES = {"mlserver_sklearn.SKLearnModel": "SlowSKLearnModel",
 
 
 def slow_models(source: Path, dest: Path, delay_s: float) -> Path:
-    """A copy of ``source`` whose models run behind ``bench/runtimes/slow_runtime.py`` with ``delay_s``."""
-    runtime = Path(__file__).with_name("runtimes") / "slow_runtime.py"
+    """A copy of ``source`` whose models run behind :data:`~reference.paths.SLOW_RUNTIME` with ``delay_s``."""
     for folder in sorted(p for p in source.iterdir() if (p / "model-settings.json").is_file()):
         target = dest / folder.name
         shutil.copytree(folder, target)
@@ -74,7 +73,7 @@ def slow_models(source: Path, dest: Path, delay_s: float) -> Path:
         if cls is None:
             raise SystemExit(f"{folder.name}: no slow variant of runtime {settings.get('implementation')}")
         module = "slow_" + folder.name.replace("-", "_")  # one module name per model (MLServer reloads)
-        shutil.copy2(runtime, target / f"{module}.py")
+        shutil.copy2(SLOW_RUNTIME, target / f"{module}.py")
         settings["implementation"] = f"{module}.{cls}"
         parameters = settings.setdefault("parameters", {})
         parameters["extra"] = {**(parameters.get("extra") or {}), "delay_s": delay_s}

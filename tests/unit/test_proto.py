@@ -14,8 +14,9 @@ from oip.proto import regenerate
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT_DIRS = ("bench", "conformance", "fakes", "loadtests", "oip", "peers", "reporting", "tests")
-# Model code that MLServer itself runs (custom runtimes of test model repositories, bench's slow runtime).
-MODEL_CODE = ("tests/model_repo", "tests/runtimes", "bench/runtimes")
+# Model code that MLServer itself runs (custom runtimes of test model repositories; the A/B power
+# script's slow runtime is in reference/runtimes/, with the deployment).
+MODEL_CODE = ("tests/model_repo", "tests/runtimes")
 
 
 def test_generated_modules_are_in_step_with_the_proto() -> None:

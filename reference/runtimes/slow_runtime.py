@@ -1,4 +1,4 @@
-"""A known slowdown for bench/ab_power.py: the seed's stock runtimes plus a fixed blocking sleep.
+"""A known slowdown for bench/ab_power.py: the seed's stock runtimes plus a fixed busy-wait.
 
 Not imported by the harness: :func:`bench.ab_power.slow_models` copies this file
 into each model folder of a copy of ``models/`` under its own module name (MLServer
